@@ -1,0 +1,182 @@
+import { write, writeSync } from 'node:fs'
+import pino, { type DestinationStream, type Logger } from 'pino'
+import pretty from 'pino-pretty'
+import type { LogLevel } from '../config.ts'
+
+export type { Logger }
+
+/** One parsed log record as the live log stream hands it to subscribers. */
+export interface LogRecord {
+  level: number
+  time: number
+  msg?: string
+  [key: string]: unknown
+}
+
+/**
+ * Fans the server's own log records out to live subscribers (the admin log stream).
+ * Records are only parsed when someone is listening, so an idle hub costs one branch per line.
+ */
+export class LogHub {
+  private readonly subscribers = new Set<(record: LogRecord) => void>()
+
+  subscribe(listener: (record: LogRecord) => void): () => void {
+    this.subscribers.add(listener)
+    return () => this.subscribers.delete(listener)
+  }
+
+  get size(): number {
+    return this.subscribers.size
+  }
+
+  /** pino calls this for every line; a plain method, not a Node Writable, keeps the idle cost to one branch. */
+  write(line: string): void {
+    if (!this.subscribers.size) return
+    try {
+      const record = JSON.parse(line) as LogRecord
+      for (const listener of this.subscribers) listener(record)
+    } catch {
+      // a line that is not JSON is not a record; nothing to fan out
+    }
+  }
+}
+
+/**
+ * Log lines to a file descriptor, gathered per event-loop turn into one asynchronous write: under load one
+ * syscall carries many lines, and a slow reader (a full pipe) makes lines queue in memory rather than block.
+ * Beyond 64 MB queued, lines are dropped and counted instead of exhausting memory.
+ */
+export class LineWriter {
+  private pending: string[] = []
+  private writing = false
+  private scheduled = false
+  dropped = 0
+
+  constructor(private readonly fd: number) {}
+
+  write(line: string): boolean {
+    if (this.queuedBytes > 64 * 1024 * 1024) {
+      this.dropped++
+      return false
+    }
+    this.pending.push(line)
+    this.queuedBytes += line.length
+    if (!this.scheduled && !this.writing) {
+      this.scheduled = true
+      setImmediate(() => this.drain())
+    }
+    return true
+  }
+
+  private queuedBytes = 0
+
+  private drain(): void {
+    this.scheduled = false
+    if (this.writing || !this.pending.length) return
+    const chunk = Buffer.from(this.pending.join(''))
+    this.pending = []
+    this.queuedBytes = 0
+    this.writing = true
+    write(this.fd, chunk, (err) => {
+      this.writing = false
+      if (err && (err as NodeJS.ErrnoException).code !== 'EAGAIN') return
+      if (this.pending.length) this.drain()
+    })
+  }
+
+  /** Writes everything queued, synchronously; for the last lines before exit. */
+  flushSync(): void {
+    if (!this.pending.length) return
+    const chunk = this.pending.join('')
+    this.pending = []
+    this.queuedBytes = 0
+    try {
+      writeSync(this.fd, chunk)
+    } catch {
+      // stdout gone: nothing left to tell
+    }
+  }
+}
+
+/** Keys whose values never reach a log line, wherever they appear. */
+export const REDACTED_PATHS = [
+  'authorization',
+  'cookie',
+  'api_key',
+  'apiKey',
+  'password',
+  'ticket',
+  '*.authorization',
+  '*.cookie',
+  '*.api_key',
+  '*.apiKey',
+  '*.password',
+  '*.ticket',
+  'headers.authorization',
+  'headers.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+]
+
+/** The one line written per HTTP request. */
+export interface RequestLine {
+  reqId: string
+  method: string
+  path: string
+  status: number
+  ms: number | undefined
+}
+
+export interface LoggerHandle {
+  log: Logger
+  hub: LogHub
+  /**
+   * Logs one request. The hottest log call of the server, so it skips pino's redaction and fan-out: the line is
+   * built here from fields that cannot hold a secret (the path has no query string), in pino's own shape.
+   */
+  logRequest(line: RequestLine): void
+  /** Writes out anything buffered; call before exit. */
+  flush(): void
+}
+
+const INFO = 30
+
+/**
+ * Builds the pino logger: JSON lines to stdout (pretty on a TTY), every record also offered to the LogHub.
+ * `destination` replaces stdout (tests capture lines with it).
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream): LoggerHandle {
+  const hub = new LogHub()
+  let out: DestinationStream
+  let flush = () => {}
+  if (destination) out = destination
+  else if (process.stdout.isTTY) out = pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l' })
+  else {
+    const writer = new LineWriter(1)
+    out = writer
+    flush = () => writer.flushSync()
+  }
+  const log = pino(
+    {
+      level,
+      base: undefined,
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      formatters: { level: (label, number) => ({ level: number, lvl: label }) },
+    },
+    pino.multistream([
+      { stream: out, level: 'trace' },
+      { stream: hub, level: 'trace' },
+    ]),
+  )
+  const logRequest = (line: RequestLine) => {
+    if (line.status >= 500) {
+      log.error(line, 'request')
+      return
+    }
+    if (!log.isLevelEnabled('info')) return
+    const text = `{"level":${INFO},"lvl":"info","time":${Date.now()},"reqId":${JSON.stringify(line.reqId)},"method":${JSON.stringify(line.method)},"path":${JSON.stringify(line.path)},"status":${line.status}${line.ms === undefined ? '' : `,"ms":${line.ms}`},"msg":"request"}\n`
+    out.write(text)
+    hub.write(text)
+  }
+  return { log, hub, logRequest, flush }
+}
