@@ -1,0 +1,176 @@
+/** What the tasks routes (and the agents' tools) do, over the database, the job queue and the event log. */
+import { randomBytes } from 'node:crypto'
+import { and, asc, desc, eq } from 'drizzle-orm'
+import { canSee, type Principal } from '../../src/core/auth.ts'
+import type { Gantry } from '../../src/core/context.ts'
+import { Conflict, NotFound, Unprocessable } from '../../src/core/errors.ts'
+import { insertJob, requestJobCancel, ringJobs } from '../../src/core/jobs.ts'
+import { jobs } from '../../src/core/schema.ts'
+import { FINISHED, type TaskStatus, taskModules, tasks } from './schema.ts'
+import type { TaskPayload } from './workflow/index.ts'
+
+export const TASK_JOB = 'task'
+export const DEFAULT_MAX_ITERATIONS = 3
+
+export interface CreateTaskInput {
+  prompt: string
+  answers?: string[]
+  model?: string
+  max_iterations?: number
+}
+
+type TaskRow = typeof tasks.$inferSelect
+
+export const newTaskId = () => `task-${randomBytes(9).toString('base64url')}`
+
+/** Stores the task, opens its event stream and queues its job; returns at once (the work runs elsewhere). */
+export async function createTask(gantry: Gantry, user: Principal, input: CreateTaskInput): Promise<TaskRow> {
+  const prompt = input.prompt.trim()
+  if (!prompt) throw Unprocessable('prompt must not be blank', [{ path: 'body/prompt', message: 'blank' }])
+  const id = newTaskId()
+  const payload: TaskPayload = {
+    prompt,
+    answers: input.answers ?? [],
+    model: input.model?.trim() || gantry.config.ollamaModel,
+    maxIterations: input.max_iterations ?? DEFAULT_MAX_ITERATIONS,
+  }
+  // The stream first: the job may start on another instance the moment it is committed.
+  await gantry.events.createStream(id, user.userId, 'task')
+  let row: TaskRow
+  try {
+    row = await gantry.db.transaction(async (tx) => {
+      const [created] = await tx
+        .insert(tasks)
+        .values({
+          id,
+          ownerId: user.userId,
+          prompt: payload.prompt,
+          answers: payload.answers,
+          model: payload.model,
+          maxIterations: payload.maxIterations,
+        })
+        .returning()
+      await insertJob(tx, { id, kind: TASK_JOB, ownerId: user.userId, payload })
+      return created!
+    })
+  } catch (err) {
+    await gantry.events.deleteStream(id).catch(() => {})
+    throw err
+  }
+  await ringJobs(gantry.store, TASK_JOB).catch(() => {}) // the runners' poll finds it anyway
+  return row
+}
+
+/** The task if the caller may see it; someone else's task is "not found", like a missing one. */
+export async function findTask(gantry: Gantry, user: Principal, id: string): Promise<TaskRow> {
+  const [row] = await gantry.db.select().from(tasks).where(eq(tasks.id, id))
+  if (!row || !canSee(user, row.ownerId)) throw NotFound(`Task ${id}`)
+  return row
+}
+
+export async function listTasks(
+  gantry: Gantry,
+  user: Principal,
+  opts: { status?: TaskStatus; limit: number; offset: number },
+): Promise<{ rows: TaskRow[]; hasMore: boolean }> {
+  const where = and(eq(tasks.ownerId, user.userId), opts.status ? eq(tasks.status, opts.status) : undefined)
+  const rows = await gantry.db
+    .select()
+    .from(tasks)
+    .where(where)
+    .orderBy(desc(tasks.createdAt), desc(tasks.id))
+    .limit(opts.limit + 1)
+    .offset(opts.offset)
+  return { rows: rows.slice(0, opts.limit), hasMore: rows.length > opts.limit }
+}
+
+export async function taskModulesOf(gantry: Gantry, taskId: string) {
+  return gantry.db
+    .select()
+    .from(taskModules)
+    .where(eq(taskModules.taskId, taskId))
+    .orderBy(asc(taskModules.position))
+}
+
+const isFinished = (status: TaskStatus) => FINISHED.includes(status)
+
+/**
+ * Cancels a task in any unfinished state. A queued one is cancelled here and now; a running one is stopped by
+ * the instance running it (its model request aborted, its test run killed) within a second.
+ */
+export async function cancelTask(
+  gantry: Gantry,
+  user: Principal,
+  id: string,
+): Promise<'cancelling' | 'cancelled'> {
+  const task = await findTask(gantry, user, id)
+  if (isFinished(task.status))
+    throw Conflict(`Task ${id} is already ${task.status}.`, { status: task.status })
+  const result = await requestJobCancel(gantry.store, id)
+  if (result === 'finished') {
+    const again = await findTask(gantry, user, id)
+    throw Conflict(`Task ${id} has already finished.`, { status: again.status })
+  }
+  if (result === 'requested') return 'cancelling'
+  await gantry.events.appendMany(id, [
+    { type: 'LOG', data: { level: 'INFO', message: 'Task cancelled before it started' } },
+    { type: 'TASK_CANCELLED', data: { reason: 'cancelled on request', module: null } },
+  ])
+  // The row after the events: whoever sees "cancelled" finds TASK_CANCELLED in the log.
+  await gantry.db.update(tasks).set({ status: 'cancelled', finishedAt: new Date() }).where(eq(tasks.id, id))
+  await gantry.events.finishStream(id)
+  return 'cancelled'
+}
+
+/** Queues guidance for the task's next model call (the same path the WebSocket's INTERVENTION takes). */
+export async function addIntervention(
+  gantry: Gantry,
+  user: Principal,
+  id: string,
+  guidance: string,
+): Promise<number> {
+  const text = guidance.trim()
+  if (!text) throw Unprocessable('guidance must not be blank', [{ path: 'body/guidance', message: 'blank' }])
+  const task = await findTask(gantry, user, id)
+  if (isFinished(task.status))
+    throw Conflict(`Task ${id} is ${task.status}; guidance can only steer a queued or running task.`, {
+      status: task.status,
+    })
+  const event = await gantry.events.append(id, 'INTERVENTION_RECEIVED', {
+    guidance: text,
+    user_id: user.userId,
+    via: 'http',
+  })
+  return event.seq
+}
+
+/** Deletes a finished task with its modules, job, events and logs. */
+export async function deleteTask(gantry: Gantry, user: Principal, id: string): Promise<void> {
+  const task = await findTask(gantry, user, id)
+  if (!isFinished(task.status))
+    throw Conflict(`Task ${id} is ${task.status}: cancel it first, then delete it.`, { status: task.status })
+  await gantry.db.transaction(async (tx) => {
+    await tx.delete(tasks).where(eq(tasks.id, id))
+    await tx.delete(jobs).where(eq(jobs.id, id))
+  })
+  await gantry.events.deleteStream(id)
+}
+
+export function taskView(row: TaskRow) {
+  return {
+    task_id: row.id,
+    status: row.status,
+    prompt: row.prompt,
+    model: row.model,
+    max_iterations: row.maxIterations,
+    current_module: row.currentModule,
+    iteration: row.iteration,
+    modules_complete: row.modulesComplete,
+    total_modules: row.totalModules,
+    progress: row.totalModules ? Math.round((row.modulesComplete / row.totalModules) * 100) / 100 : 0,
+    created_at: row.createdAt.toISOString(),
+    started_at: row.startedAt?.toISOString() ?? null,
+    finished_at: row.finishedAt?.toISOString() ?? null,
+    ...(row.error ? { error: row.error } : {}),
+  }
+}
