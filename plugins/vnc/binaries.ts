@@ -1,0 +1,55 @@
+/** What the desktop needs from the system: its binaries (and their packages) and VNC's password format. */
+import { createCipheriv, randomBytes } from 'node:crypto'
+import { findBinary } from './runtime.ts'
+
+/** Executables the plugin runs, with the Debian package that installs each. */
+export const BINARIES = [
+  { binary: 'Xvfb', package: 'xvfb', needed: 'desktop' },
+  { binary: 'x11vnc', package: 'x11vnc', needed: 'desktop' },
+  { binary: 'xdotool', package: 'xdotool', needed: 'tool' },
+  { binary: 'import', package: 'imagemagick', needed: 'tool' },
+] as const
+
+/** Window managers tried in order; the desktop works without one (windows just have no frames). */
+const WINDOW_MANAGERS = ['openbox', 'fluxbox', 'icewm', 'xfwm4', 'matchbox-window-manager', 'twm']
+
+export interface Binaries {
+  paths: Record<string, string>
+  windowManager: string | null
+  missing: Array<{ binary: string; package: string }>
+}
+
+/** Looks every binary up on PATH once (at plugin start). */
+export function findBinaries(path = process.env.PATH ?? ''): Binaries {
+  const paths: Record<string, string> = {}
+  const missing: Binaries['missing'] = []
+  for (const b of BINARIES) {
+    const found = findBinary(b.binary, path)
+    if (found) paths[b.binary] = found
+    else missing.push({ binary: b.binary, package: b.package })
+  }
+  let windowManager: string | null = null
+  for (const wm of WINDOW_MANAGERS) {
+    windowManager = findBinary(wm, path)
+    if (windowManager) break
+  }
+  return { paths, windowManager, missing }
+}
+
+// The fixed key VNC uses to obfuscate stored passwords, already in DES bit order (d3des reverses each byte).
+const VNC_FILE_KEY = Buffer.from('e84ad660c4721ae0', 'hex')
+
+/** The `-rfbauth` file format: the 8-byte password, DES-encrypted with VNC's fixed key. */
+export function rfbAuthFile(password: string): Buffer {
+  const block = Buffer.alloc(8)
+  block.write(password.slice(0, 8), 'latin1')
+  const cipher = createCipheriv('des-ecb', VNC_FILE_KEY, null)
+  cipher.setAutoPadding(false)
+  return Buffer.concat([cipher.update(block), cipher.final()])
+}
+
+/** VNC uses only the first 8 characters of a password; 8 random alphanumerics are all it can hold. */
+export function newPassword(): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789'
+  return [...randomBytes(8)].map((b) => alphabet[b % alphabet.length]).join('')
+}
