@@ -1,0 +1,97 @@
+/**
+ * bench/http: the full Gantry app against a bare Bun.serve and a bare Elysia, side by side in one run, on
+ * GET /health and on an authenticated JSON route (GET /api/me). Prints requests/s and the ratios.
+ * Goal (DESIGN.md): Gantry ≥ 0.85× bare Bun.serve on /health.
+ *
+ * All three servers run at once, each in its own process, and the load runs in short rounds that alternate
+ * between them; the median round counts. On a machine that is busy with other work, every server then sees
+ * the same disturbance. Beside req/s it reports the server's own CPU time per request (from /proc), which
+ * hardly depends on what else the machine does: its ratio is the capacity of one core, app against baseline.
+ *   bun bench/http.bench.ts [rounds, default 5] [seconds per round, default 2]
+ */
+import { freshDatabase } from '../test/helpers.ts'
+import { hasWrk, type LoadResult, runLoad } from './lib/load.ts'
+import { cpuMicros, startServerProcess } from './lib/server-process.ts'
+
+const rounds = Number(process.argv[2] ?? 5)
+const seconds = Number(process.argv[3] ?? 2)
+const kinds = ['bare', 'elysia', 'gantry'] as const
+const routes = [
+  { name: 'GET /health', path: '/health', auth: false },
+  { name: 'GET /api/me (auth)', path: '/api/me', auth: true },
+]
+
+console.log(
+  `load: ${hasWrk ? 'wrk, 1 thread, 64 connections' : 'fetch loop (install wrk for steadier figures)'}; ` +
+    `${rounds} alternating rounds of ${seconds} s per server and route; medians`,
+)
+const database = await freshDatabase()
+const servers = await Promise.all(
+  kinds.map((kind) =>
+    startServerProcess('http-servers.ts', [kind], database.url ? { DATABASE_URL: database.url } : {}),
+  ),
+)
+const samples = new Map<string, (LoadResult & { cpuPerRequest?: number })[]>()
+try {
+  for (const i of kinds.keys())
+    for (const route of routes)
+      await runLoad({ url: servers[i]!.url + route.path, headers: auth(i, route.auth), seconds: 1 })
+  for (let round = 0; round < rounds; round++)
+    for (const route of routes)
+      for (const [i, kind] of kinds.entries()) {
+        const cpu0 = await cpuMicros(servers[i]!.pid)
+        const result = await runLoad({
+          url: servers[i]!.url + route.path,
+          headers: auth(i, route.auth),
+          seconds,
+        })
+        const cpu1 = await cpuMicros(servers[i]!.pid)
+        const cpuPerRequest =
+          cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / result.requests : undefined
+        const key = `${kind} ${route.name}`
+        samples.set(key, [...(samples.get(key) ?? []), { ...result, cpuPerRequest }])
+      }
+} finally {
+  await Promise.all(servers.map((s) => s.stop()))
+  await database.drop()
+}
+
+function auth(i: number, needed: boolean) {
+  return needed ? { authorization: `Bearer ${servers[i]!.extra}` } : undefined
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const med = (key: string, pick: (r: LoadResult & { cpuPerRequest?: number }) => number | undefined) =>
+  median(samples.get(key)!.map((r) => pick(r) ?? Number.NaN))
+
+const rows: string[][] = [
+  ['route', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'req/s × bare', 'CPU µs/req', 'capacity × bare'],
+]
+for (const route of routes) {
+  const bare = med(`bare ${route.name}`, (r) => r.rps)
+  const bareCpu = med(`bare ${route.name}`, (r) => r.cpuPerRequest)
+  for (const kind of kinds) {
+    const key = `${kind} ${route.name}`
+    const rps = med(key, (r) => r.rps)
+    const errors = samples.get(key)!.reduce((n, r) => n + r.errors, 0)
+    rows.push([
+      route.name,
+      kind,
+      rps.toFixed(0),
+      med(key, (r) => r.p50Ms).toFixed(2),
+      med(key, (r) => r.p99Ms).toFixed(2),
+      String(errors),
+      (rps / bare).toFixed(2),
+      med(key, (r) => r.cpuPerRequest).toFixed(1),
+      (bareCpu / med(key, (r) => r.cpuPerRequest)).toFixed(2),
+    ])
+  }
+}
+const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  '))
+const ratio = med('gantry GET /health', (r) => r.rps) / med('bare GET /health', (r) => r.rps)
+const capacity =
+  med('bare GET /health', (r) => r.cpuPerRequest) / med('gantry GET /health', (r) => r.cpuPerRequest)
+console.log(
+  `\nGantry /health: ${ratio.toFixed(2)}× bare Bun.serve in req/s this run, ${capacity.toFixed(2)}× in requests per CPU-second (goal ≥ 0.85)`,
+)
