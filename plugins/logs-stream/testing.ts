@@ -17,9 +17,14 @@ export interface SseClient {
   close(): void
 }
 
-export async function openSse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+/** Opens an SSE stream; `tls` goes to Bun's fetch as is (a `ca` for a test certificate, say). */
+export async function openSse(
+  url: string,
+  headers: Record<string, string> = {},
+  tls?: { ca?: string },
+): Promise<SseClient> {
   const abort = new AbortController()
-  const res = await fetch(url, { headers, signal: abort.signal })
+  const res = await fetch(url, { headers, signal: abort.signal, ...(tls ? { tls } : {}) })
   const messages: SseMessageSeen[] = []
   const comments: string[] = []
   const waiters = new Set<() => void>()

@@ -129,6 +129,14 @@ describe('a task end to end with the simulated model', () => {
     expect(res.body.websocket_url).toBe(`wss://gantry.example:8443/ws/${res.body.task_id}`)
     expect(res.body.events_url).toBe(`https://gantry.example:8443/api/streams/${res.body.task_id}/events`)
     await finished(server, res.body.task_id)
+    // nginx names the port it listens on; the default one is dropped, as browsers drop it from Origin.
+    const onDefault = await server.api('/tasks', {
+      method: 'POST',
+      json: { prompt: 'forwarded goal' },
+      headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'gantry.example:443' },
+    })
+    expect(onDefault.body.websocket_url).toBe(`wss://gantry.example/ws/${onDefault.body.task_id}`)
+    await finished(server, onDefault.body.task_id)
   }, 30_000)
 
   test('failing first attempts iterate with the failures fed back', async () => {

@@ -15,9 +15,16 @@ export interface WsClient {
   next(match?: (frame: any) => boolean, timeoutMs?: number, from?: number): Promise<any>
 }
 
-/** Opens a WebSocket (Bun's client sends `headers` with the upgrade) and waits until it is open. */
-export function connectWs(url: string, headers: Record<string, string> = {}): Promise<WsClient> {
-  const ws = new WebSocket(url, { headers } as any)
+/**
+ * Opens a WebSocket (Bun's client sends `headers` with the upgrade) and waits until it is open. `tls` is passed to
+ * Bun's client as is (a `ca` for a test certificate, say).
+ */
+export function connectWs(
+  url: string,
+  headers: Record<string, string> = {},
+  tls?: { ca?: string },
+): Promise<WsClient> {
+  const ws = new WebSocket(url, { headers, ...(tls ? { tls } : {}) } as any)
   const frames: any[] = []
   const waiters = new Set<() => void>()
   ws.onmessage = (m) => {

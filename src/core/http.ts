@@ -70,6 +70,10 @@ export function publicOrigin(request: Request, gantry: Gantry): { http: string; 
     if (fp === 'http' || fp === 'https') proto = fp
     if (fh && /^[\w.-]+(:\d+)?$|^\[[\da-f:]+\](:\d+)?$/i.test(fh)) host = fh
   }
+  // A proxy may name the default port (nginx sends $host:$server_port); browsers never do, in Origin or URLs.
+  if ((proto === 'https' && host.endsWith(':443')) || (proto === 'http' && host.endsWith(':80'))) {
+    host = host.slice(0, host.lastIndexOf(':'))
+  }
   return { http: `${proto}://${host}`, ws: `${proto === 'https' ? 'wss' : 'ws'}://${host}` }
 }
 

@@ -1,0 +1,235 @@
+/**
+ * The project's own nginx.conf in front of a real Gantry, through a real nginx. Only what a test machine lacks is
+ * swapped (the upstream address, the listen ports, the certificate and log paths); every replacement must hit, so
+ * a changed nginx.conf cannot silently escape these checks. Covered: TLS and the HTTP redirect, request ids,
+ * the public origin in the URLs Gantry hands out, WebSocket upgrades with the browser's Origin intact, unbuffered
+ * SSE, the Secure cookie, rate limits, body limits and nginx's own errors in Gantry's JSON shape.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { openSse } from '../plugins/logs-stream/testing.ts'
+import { connectWs } from '../plugins/websocket/testing.ts'
+import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
+import { ADMIN_KEY, ROOT, startTestServer, type TestServer, tempDir, waitFor } from './helpers.ts'
+
+const HAVE_NGINX = Boolean(Bun.which('nginx') && Bun.which('openssl'))
+
+function freePort(): number {
+  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const port = probe.port
+  probe.stop(true)
+  return port
+}
+
+function swap(text: string, from: string, to: string): string {
+  if (!text.includes(from)) throw new Error(`nginx.conf no longer contains ${JSON.stringify(from)}`)
+  return text.replaceAll(from, to)
+}
+
+/** nginx.conf for this machine: loopback ports, a test certificate, logs in `dir`. */
+function localConf(dir: string, ports: { upstream: number; http: number; https: number }): string {
+  let conf = readFileSync(join(ROOT, 'nginx.conf'), 'utf8')
+  conf = swap(conf, 'server gantry:9876', `server 127.0.0.1:${ports.upstream}`)
+  conf = swap(conf, 'listen 80;', `listen 127.0.0.1:${ports.http};`)
+  conf = swap(conf, 'listen 443 ssl http2;', `listen 127.0.0.1:${ports.https} ssl http2;`)
+  conf = swap(conf, '/etc/nginx/certs', dir)
+  conf = swap(conf, 'access_log    /dev/stdout;', `access_log ${dir}/access.log;`)
+  conf = swap(conf, 'error_log     /dev/stderr warn;', `error_log ${dir}/error.log warn;`)
+  return conf
+}
+
+function makeCertificate(dir: string): string {
+  const made = Bun.spawnSync(
+    [
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout',
+      join(dir, 'privkey.pem'),
+      '-out',
+      join(dir, 'fullchain.pem'),
+    ],
+    { stderr: 'pipe' },
+  )
+  if (made.exitCode !== 0) throw new Error(`openssl: ${made.stderr.toString()}`)
+  return readFileSync(join(dir, 'fullchain.pem'), 'utf8')
+}
+
+/** nginx's -g: no daemon, our pid file, and workers as root when we are root (the temp dir is ours alone). */
+const globals = (dir: string) =>
+  `daemon off; pid ${dir}/nginx.pid;${process.getuid?.() === 0 ? ' user root;' : ''}`
+
+describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
+  const dir = tempDir('gantry-nginx-')
+  let ca = ''
+  let ollama: MockOllama
+  let server: TestServer
+  let nginx: ReturnType<typeof Bun.spawn> | undefined
+  let http = ''
+  let https = ''
+  const tls = () => ({ ca })
+  const get = (path: string, init: RequestInit = {}) => fetch(https + path, { ...init, tls: tls() } as any)
+  const bearer = { authorization: `Bearer ${ADMIN_KEY}` }
+
+  beforeAll(async () => {
+    ca = makeCertificate(dir)
+    ollama = await startMockOllama()
+    server = await startTestServer({
+      OLLAMA_HOST: ollama.url,
+      OLLAMA_MODEL: 'llama3.2',
+      CODE_EXECUTION: 'off',
+    })
+    const ports = { upstream: server.running.server.port!, http: freePort(), https: freePort() }
+    writeFileSync(join(dir, 'nginx.conf'), localConf(dir, ports))
+    nginx = Bun.spawn(['nginx', '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', globals(dir)], {
+      stdout: 'ignore',
+      stderr: 'pipe',
+    })
+    http = `http://127.0.0.1:${ports.http}`
+    https = `https://127.0.0.1:${ports.https}`
+    await waitFor(
+      async () => {
+        if (nginx?.exitCode !== null)
+          throw new Error(`nginx exited: ${await new Response(nginx?.stderr as any).text()}`)
+        return (await get('/health').catch(() => undefined))?.status === 200
+      },
+      10_000,
+      'nginx to proxy /health',
+    )
+  }, 60_000)
+
+  afterAll(async () => {
+    nginx?.kill('SIGTERM')
+    await nginx?.exited
+    await server?.stop()
+    await ollama?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('passes nginx -t', () => {
+    const check = Bun.spawnSync(
+      ['nginx', '-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', `pid ${dir}/t.pid;`],
+      {
+        stderr: 'pipe',
+      },
+    )
+    expect(check.stderr.toString()).toContain('syntax is ok')
+    expect(check.exitCode).toBe(0)
+  })
+
+  test('plain HTTP is redirected to HTTPS; HTTPS reaches Gantry with HSTS and nginx’s request id', async () => {
+    const plain = await fetch(`${http}/health`, { redirect: 'manual' })
+    expect(plain.status).toBe(301)
+    expect(plain.headers.get('location')).toBe('https://127.0.0.1/health')
+
+    const res = await get('/health')
+    expect(res.status).toBe(200)
+    expect((await res.json()).status).toBe('ok')
+    expect(res.headers.get('strict-transport-security')).toContain('max-age=')
+    // nginx sets X-Request-Id to its own $request_id; Gantry adopts and returns it, so both logs share one id.
+    const id = res.headers.get('x-request-id') ?? ''
+    expect(id).toMatch(/^[0-9a-f]{32}$/)
+    expect(readFileSync(join(dir, 'access.log'), 'utf8')).toContain('GET /health')
+    await waitFor(
+      () => server.log.records().some((r) => r.reqId === id && r.path === '/health'),
+      2000,
+      'the request line',
+    )
+  })
+
+  test('task URLs name the public origin; the WebSocket upgrades through nginx with the browser’s Origin', async () => {
+    const created = await get('/tasks', {
+      method: 'POST',
+      headers: { ...bearer, 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Build an email validator' }),
+    })
+    expect(created.status).toBe(201)
+    const task = await created.json()
+    const wsOrigin = https.replace('https:', 'wss:')
+    expect(task.websocket_url).toBe(`${wsOrigin}/ws/${task.task_id}`)
+    expect(task.events_url).toBe(`${https}/api/streams/${task.task_id}/events`)
+
+    // A browser on the public origin: its Origin header must match what Gantry believes its origin is.
+    const client = await connectWs(`${task.websocket_url}?since=0`, { ...bearer, origin: https }, tls())
+    const end = await client.next((f) => f.type === 'TASK_FAILED' || f.type === 'TASK_COMPLETE', 20_000)
+    expect(end.task_id ?? end.stream_id ?? task.task_id).toBe(task.task_id)
+    expect(client.frames[0].seq).toBe(1)
+    client.ws.close()
+
+    // Another site's page is still refused: the proxy does not launder the Origin check.
+    await expect(
+      connectWs(`${task.websocket_url}?since=0`, { ...bearer, origin: 'https://evil.example' }, tls()),
+    ).rejects.toThrow()
+  }, 30_000)
+
+  test('SSE passes through unbuffered: a record reaches the open stream while it stays open', async () => {
+    const stream = await openSse(`${https}/api/logs/stream`, bearer, tls())
+    expect(stream.status).toBe(200)
+    const probe = `/nginx-sse-probe-${crypto.randomUUID()}`
+    // Requested after the stream opened; its request log line must arrive before the stream ends.
+    expect((await get(probe, { headers: bearer })).status).toBe(404)
+    const seen = await stream.next((m) => JSON.parse(m.data).path === probe, 5000)
+    expect(JSON.parse(seen.data)).toMatchObject({ msg: 'request', status: 404 })
+    stream.close()
+  })
+
+  test('login sets a Secure cookie behind TLS; a burst of logins gets 429 in JSON from nginx', async () => {
+    const login = await get('/api/auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ api_key: ADMIN_KEY }),
+    })
+    expect(login.status).toBe(200)
+    const cookie = login.headers.get('set-cookie') ?? ''
+    expect(cookie).toContain('Secure')
+    expect(cookie).toContain('HttpOnly')
+
+    const answers: { status: number; body: any }[] = []
+    for (let i = 0; i < 8; i++) {
+      const res = await get('/api/auth/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ api_key: 'gk_wrong' }),
+      })
+      expect(res.headers.get('content-type')).toContain('application/json')
+      answers.push({ status: res.status, body: await res.json() })
+    }
+    const statuses = answers.map((a) => a.status)
+    // 5 per minute with a burst of 5: the first few reach Gantry (401), the rest stop at nginx (429).
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401])
+    expect(statuses.at(-1)).toBe(429)
+    for (const a of answers) {
+      expect(a.body.error).toBe(a.status === 401 ? 'invalid_api_key' : 'rate_limited')
+      expect(typeof a.body.message).toBe('string')
+    }
+  })
+
+  test('a body over the proxy limit gets 413 in JSON', async () => {
+    const res = await get('/tasks', {
+      method: 'POST',
+      headers: { ...bearer, 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'x'.repeat(2 * 1024 * 1024 + 1) }),
+    })
+    expect(res.status).toBe(413)
+    expect((await res.json()).error).toBe('payload_too_large')
+  })
+
+  test('with Gantry down, nginx answers 502 in JSON', async () => {
+    await server.running.stop()
+    const res = await get('/health')
+    expect(res.status).toBe(502)
+    expect(await res.json()).toMatchObject({ error: 'upstream_unavailable' })
+  })
+})
