@@ -14,6 +14,7 @@ import { openStore } from '../src/core/db.ts'
 import { claimJobs, insertJob } from '../src/core/jobs.ts'
 import { createLogger } from '../src/core/logger.ts'
 import { startMockOllama } from '../test/fakes/ollama.ts'
+import { spawnGantry } from '../test/gantry-process.ts'
 
 const ROOT = resolve(import.meta.dir, '..')
 const TASKS = Number(process.argv[2] ?? 500)
@@ -62,39 +63,18 @@ const procs: { url: string; proc: ReturnType<typeof Bun.spawn>; dataDir: string 
 
 async function startInstance() {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'))
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'src/index.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      DATABASE_URL: url,
-      ADMIN_API_KEY: ADMIN_KEY,
-      OLLAMA_HOST: mock.url,
-      PLUGINS_DIR: pluginsDir,
-      LOG_LEVEL: 'warn',
-      CODE_EXECUTION: 'off',
-      TASK_CONCURRENCY: String(CONCURRENCY_PER_INSTANCE),
-    },
-    stdout: 'ignore',
-    stderr: 'pipe',
+  const g = spawnGantry({
+    DATA_DIR: dataDir,
+    DATABASE_URL: url,
+    ADMIN_API_KEY: ADMIN_KEY,
+    OLLAMA_HOST: mock.url,
+    PLUGINS_DIR: pluginsDir,
+    CODE_EXECUTION: 'off',
+    TASK_CONCURRENCY: String(CONCURRENCY_PER_INSTANCE),
   })
-  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader()
-  let text = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`instance exited before it was ready:\n${text}`)
-    text += new TextDecoder().decode(value)
-    const m = /is up: (http:\/\/\S+)/.exec(text)
-    if (m) {
-      void (async () => {
-        for (;;) if ((await reader.read()).done) break
-      })()
-      procs.push({ url: m[1]!, proc, dataDir })
-      return m[1]!
-    }
-  }
+  const base = await g.url()
+  procs.push({ url: base, proc: g.proc, dataDir })
+  return base
 }
 
 let exitCode = 0

@@ -5,7 +5,8 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ROOT, tempDir, waitFor } from './helpers.ts'
+import { spawnGantry as spawn } from './gantry-process.ts'
+import { tempDir, waitFor } from './helpers.ts'
 
 const ELYSIA = JSON.stringify(import.meta.resolve('elysia'))
 const cleanup: string[] = []
@@ -13,46 +14,8 @@ afterAll(() => {
   for (const d of cleanup) rmSync(d, { recursive: true, force: true })
 })
 
-function spawnGantry(env: Record<string, string>) {
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'src/index.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  let stderr = ''
-  let stdout = ''
-  const decoder = new TextDecoder()
-  const pump = async (stream: ReadableStream<Uint8Array>, into: (s: string) => void) => {
-    const reader = stream.getReader()
-    for (;;) {
-      const { value, done } = await reader.read()
-      if (done) return
-      into(decoder.decode(value, { stream: true }))
-    }
-  }
-  const done = Promise.all([pump(proc.stdout, (s) => (stdout += s)), pump(proc.stderr, (s) => (stderr += s))])
-  return {
-    proc,
-    stderr: () => stderr,
-    stdout: () => stdout,
-    async exit() {
-      const code = await proc.exited
-      await done
-      return code
-    },
-    async url() {
-      const m = await waitFor(() => /is up: (http:\/\/\S+)/.exec(stderr), 30_000, 'the start banner')
-      return m[1]!
-    },
-  }
-}
+/** At info level: these tests read the log lines on stdout. */
+const start = (env: Record<string, string>) => spawn({ LOG_LEVEL: 'info', ...env })
 
 function workDir(plugins: Record<string, string> = {}) {
   const dir = tempDir('gantry-boot-')
@@ -72,14 +35,14 @@ describe('start-up errors', () => {
     [{ DATABASE_URL: 'mysql://root@localhost/db' }, 'DATABASE_URL'],
     [{ OLLAMA_HOST: 'not a url at all' }, 'OLLAMA_HOST'],
   ])('invalid %o stops with exit 2 naming the variable', async (env, message) => {
-    const g = spawnGantry(env)
+    const g = start(env)
     expect(await g.exit()).toBe(2)
     expect(g.stderr()).toContain(message)
   })
 
   test('database unreachable at start: bounded retries, then exit 1 with a clear message', async () => {
     const started = Date.now()
-    const g = spawnGantry({
+    const g = start({
       DATABASE_URL: 'postgres://gantry@127.0.0.1:1/gantry',
       DB_CONNECT_TIMEOUT_MS: '1500',
       PORT: '0',
@@ -92,7 +55,7 @@ describe('start-up errors', () => {
 
   test('a broken plugin stops start-up naming it', async () => {
     const { dataDir, pluginsDir } = workDir({ broken: 'export default 1 +' })
-    const g = spawnGantry({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
+    const g = start({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
     expect(await g.exit()).toBe(1)
     expect(g.stderr()).toContain('plugin "broken" cannot load')
   })
@@ -101,7 +64,7 @@ describe('start-up errors', () => {
 describe('first start on the embedded database', () => {
   test('prints the URL and a generated admin key once, saved with mode 0600; data persists', async () => {
     const { dataDir, pluginsDir } = workDir()
-    const first = spawnGantry({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
+    const first = start({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
     const url = await first.url()
     const key = await waitFor(() => /^\s+(gk_\S+)$/m.exec(first.stderr())?.[1], 5000, 'the key')
     const file = join(dataDir, 'admin-api-key')
@@ -113,12 +76,12 @@ describe('first start on the embedded database', () => {
     first.proc.kill('SIGTERM')
     expect(await first.exit()).toBe(0)
 
-    const second = spawnGantry({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
+    const second = start({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
     const url2 = await second.url()
     expect(second.stderr()).not.toContain('admin API key was generated')
     expect((await fetch(`${url2}/api/me`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200)
     // A second process on the same embedded database is refused instead of corrupting it.
-    const third = spawnGantry({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
+    const third = start({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
     expect(await third.exit()).toBe(1)
     expect(third.stderr()).toContain('in use by another Gantry process')
     second.proc.kill('SIGINT')
@@ -154,7 +117,7 @@ describe('graceful stop', () => {
       mkdirSync(join(pluginsDir, name))
       writeFileSync(join(pluginsDir, name, 'index.ts'), lifecyclePlugin(name, marker))
     }
-    const g = spawnGantry({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
+    const g = start({ DATA_DIR: dataDir, PLUGINS_DIR: pluginsDir, PORT: '0' })
     const url = await g.url()
     const ws = new WebSocket(`${url.replace('http', 'ws')}/ws-b`)
     await new Promise((r) => ws.addEventListener('message', r, { once: true }))
@@ -170,7 +133,7 @@ describe('graceful stop', () => {
     const { dataDir, pluginsDir, marker } = workDir()
     mkdirSync(join(pluginsDir, 'a'))
     writeFileSync(join(pluginsDir, 'a', 'index.ts'), lifecyclePlugin('a', marker, 'await Bun.sleep(60_000);'))
-    const slow = spawnGantry({
+    const slow = start({
       DATA_DIR: dataDir,
       PLUGINS_DIR: pluginsDir,
       PORT: '0',
@@ -183,7 +146,7 @@ describe('graceful stop', () => {
     expect(Date.now() - t0).toBeLessThan(10_000)
     expect(slow.stdout()).toContain('shutdown timed out')
 
-    const twice = spawnGantry({
+    const twice = start({
       DATA_DIR: dataDir,
       PLUGINS_DIR: pluginsDir,
       PORT: '0',

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
-import { ADMIN_KEY, freshDatabase, PG_BASE_URL, ROOT, waitFor } from './helpers.ts'
+import { spawnGantry } from './gantry-process.ts'
+import { ADMIN_KEY, freshDatabase, PG_BASE_URL, waitFor } from './helpers.ts'
 
 const FULL = Array.from({ length: 60 }, (_, i) => `w${i}`).join(' ')
 let ollama: MockOllama
@@ -17,40 +18,20 @@ let database: Awaited<ReturnType<typeof freshDatabase>>
 const dirs: string[] = []
 const procs: ReturnType<typeof Bun.spawn>[] = []
 
-function spawnGantry(env: Record<string, string>) {
+function startInstance(env: Record<string, string>) {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-takeover-'))
   dirs.push(dataDir)
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'src/index.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      DATABASE_URL: database.url!,
-      ADMIN_API_KEY: ADMIN_KEY,
-      OLLAMA_HOST: ollama.url,
-      OLLAMA_MODEL: 'llama3.2',
-      JOB_LEASE_MS: '1000',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdout: 'ignore',
-    stderr: 'pipe',
+  const g = spawnGantry({
+    DATA_DIR: dataDir,
+    DATABASE_URL: database.url!,
+    ADMIN_API_KEY: ADMIN_KEY,
+    OLLAMA_HOST: ollama.url,
+    OLLAMA_MODEL: 'llama3.2',
+    JOB_LEASE_MS: '1000',
+    ...env,
   })
-  procs.push(proc)
-  let stderr = ''
-  void (async () => {
-    const decoder = new TextDecoder()
-    const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader()
-    for (let r = await reader.read(); !r.done; r = await reader.read()) stderr += decoder.decode(r.value)
-  })()
-  const url = waitFor(
-    () => /is up: (http:\/\/\S+)/.exec(stderr)?.[1],
-    30_000,
-    'the start banner',
-  ) as Promise<string>
-  return { proc, url }
+  procs.push(g.proc)
+  return { proc: g.proc, url: g.url() }
 }
 
 beforeAll(async () => {
@@ -79,7 +60,7 @@ test.skipIf(!PG_BASE_URL)(
       }
       return { content: FULL, tokensPerSecond: 25 }
     })
-    const a = spawnGantry({})
+    const a = startInstance({})
     const urlA = await a.url
     const api = async (base: string, path: string, init: RequestInit = {}) => {
       const res = await fetch(base + path, {
@@ -113,7 +94,7 @@ test.skipIf(!PG_BASE_URL)(
       expect(partial.length).toBeGreaterThan(0)
       expect(partial.length).toBeLessThan(FULL.length)
 
-      const b = spawnGantry({})
+      const b = startInstance({})
       const urlB = await b.url
       const message = await waitFor(
         async () => {

@@ -1,48 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { rmSync } from 'node:fs'
-import { join } from 'node:path'
 import postgres from 'postgres'
 import { codeReply, MODULES, planReply, tasksOnlyPluginsDir } from '../plugins/tasks/testing.ts'
 import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
-import { ADMIN_KEY, freshDatabase, PG_BASE_URL, ROOT, tempDir, waitFor } from './helpers.ts'
+import { type GantryProcess, spawnGantry } from './gantry-process.ts'
+import { ADMIN_KEY, freshDatabase, PG_BASE_URL, tempDir, waitFor } from './helpers.ts'
 
 // Real server processes on one fresh Postgres database: one is killed (-9, or SIGTERM) while it runs a task,
 // the other takes the task over from its checkpoint.
 
-interface Instance {
-  url: string
-  pid: number
-  proc: ReturnType<typeof Bun.spawn>
-  stderr: () => string
-}
+type Instance = Omit<GantryProcess, 'url'> & { url: string }
 
 async function startInstance(env: Record<string, string>): Promise<Instance> {
   const dataDir = tempDir()
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'src/index.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dataDir,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      ADMIN_API_KEY: ADMIN_KEY,
-      LOG_LEVEL: 'warn',
-      SHUTDOWN_TIMEOUT_MS: '5000',
-      ...env,
-    },
-    stdout: 'ignore',
-    stderr: 'pipe',
-  })
-  let text = ''
-  const decoder = new TextDecoder()
-  void (async () => {
-    const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader()
-    for (let r = await reader.read(); !r.done; r = await reader.read()) text += decoder.decode(r.value)
-  })()
-  const url = (await waitFor(() => /is up: (http:\/\/\S+)/.exec(text)?.[1], 20_000, 'instance to start'))!
-  proc.exited.then(() => rmSync(dataDir, { recursive: true, force: true }))
-  return { url, pid: proc.pid, proc, stderr: () => text }
+  const g = spawnGantry({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, SHUTDOWN_TIMEOUT_MS: '5000', ...env })
+  g.proc.exited.then(() => rmSync(dataDir, { recursive: true, force: true }))
+  return { ...g, url: await g.url(20_000) }
 }
 
 const api = async (base: string, path: string, init: RequestInit & { json?: unknown } = {}) => {

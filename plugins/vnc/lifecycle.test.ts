@@ -1,10 +1,9 @@
 import { describe, expect, test } from 'bun:test'
 import { rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { spawnGantry } from '../../test/gantry-process.ts'
 import {
   ADMIN_KEY,
   freshDatabase,
-  ROOT,
   startTestServer,
   type TestServer,
   tempDir,
@@ -21,21 +20,13 @@ async function spawnServer(env: Record<string, string>) {
   const database = await freshDatabase()
   const port = freeLoopbackPort()
   const url = `http://127.0.0.1:${port}`
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'src/index.ts')], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: dataDir,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      ADMIN_API_KEY: ADMIN_KEY,
-      LOG_LEVEL: 'warn',
-      OLLAMA_HOST: 'http://127.0.0.1:9',
-      ...(database.url ? { DATABASE_URL: database.url } : {}),
-      ...env,
-    },
-    stdout: 'ignore',
-    stderr: 'ignore',
+  const { proc } = spawnGantry({
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    ADMIN_API_KEY: ADMIN_KEY,
+    OLLAMA_HOST: 'http://127.0.0.1:9',
+    ...(database.url ? { DATABASE_URL: database.url } : {}),
+    ...env,
   })
   const api = async (path: string, init: RequestInit = {}) => {
     const res = await fetch(url + path, {
