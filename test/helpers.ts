@@ -6,6 +6,8 @@ import postgres from 'postgres'
 import { loadConfig } from '../src/config.ts'
 import { type RunningGantry, startGantry } from '../src/server.ts'
 
+export { freeLoopbackPort, processAlive } from '../src/core/runtime.ts'
+
 /** A Postgres server to test against (CI sets DATABASE_URL); unset means the embedded PGlite. */
 export const PG_BASE_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || undefined
 export const ROOT = resolve(import.meta.dir, '..')
@@ -133,6 +135,29 @@ export async function createUserKey(server: TestServer, user = 'alice', role: 'u
   return res.body as { id: string; key: string; user_id: string }
 }
 
+/** The Authorization header for a key (the admin's by default). */
+export const bearer = (key = ADMIN_KEY) => ({ authorization: `Bearer ${key}` })
+
+/**
+ * The live-delivery tests' world on a server: the admin's user id, a second user (`bob`), and `newStream()`,
+ * which creates a task or session stream owned by whoever is named (ids carry `name`, unique per call).
+ */
+export async function streamWorld(server: TestServer, name: string) {
+  const adminId = (await server.api('/api/me')).body.user_id as string
+  const bob = await createUserKey(server, `${name}-bob`)
+  let n = 0
+  return {
+    adminId,
+    bob,
+    async newStream(owner = adminId, kind: 'task' | 'session' = 'task'): Promise<string> {
+      const id = `${kind === 'task' ? 'task' : 'sess'}-${name}${++n}`
+      await server.running.gantry.events.createStream(id, owner, kind)
+      return id
+    },
+  }
+}
+export type StreamWorld = Awaited<ReturnType<typeof streamWorld>>
+
 /** Polls until `check` returns a truthy value or the time runs out. */
 type Falsy = undefined | null | false | 0 | ''
 export async function waitFor<T>(
@@ -179,14 +204,4 @@ export function nextMatching<T>(
     waiters.add(check)
     check()
   })
-}
-
-/** True while a process with this pid exists (signal 0 probes without touching it). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }

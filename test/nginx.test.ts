@@ -11,16 +11,17 @@ import { join } from 'node:path'
 import { openSse } from '../plugins/logs-stream/testing.ts'
 import { connectWs } from '../plugins/websocket/testing.ts'
 import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
-import { ADMIN_KEY, ROOT, startTestServer, type TestServer, tempDir, waitFor } from './helpers.ts'
+import {
+  ADMIN_KEY,
+  freeLoopbackPort,
+  ROOT,
+  startTestServer,
+  type TestServer,
+  tempDir,
+  waitFor,
+} from './helpers.ts'
 
 const HAVE_NGINX = Boolean(Bun.which('nginx') && Bun.which('openssl'))
-
-function freePort(): number {
-  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
-  const port = probe.port
-  probe.stop(true)
-  return port
-}
 
 function swap(text: string, from: string, to: string): string {
   if (!text.includes(from)) throw new Error(`nginx.conf no longer contains ${JSON.stringify(from)}`)
@@ -91,7 +92,11 @@ describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
       OLLAMA_MODEL: 'llama3.2',
       CODE_EXECUTION: 'off',
     })
-    const ports = { upstream: server.running.server.port!, http: freePort(), https: freePort() }
+    const ports = {
+      upstream: server.running.server.port!,
+      http: freeLoopbackPort(),
+      https: freeLoopbackPort(),
+    }
     writeFileSync(join(dir, 'nginx.conf'), localConf(dir, ports))
     nginx = Bun.spawn(['nginx', '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', globals(dir)], {
       stdout: 'ignore',

@@ -1,25 +1,27 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { ADMIN_KEY, createUserKey, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
+import {
+  ADMIN_KEY,
+  bearer,
+  type StreamWorld,
+  startTestServer,
+  streamWorld,
+  type TestServer,
+  waitFor,
+} from '../../test/helpers.ts'
 import { openSse } from './testing.ts'
 
 let server: TestServer
 let adminId: string
-let bob: { key: string; user_id: string }
-let n = 0
-const auth = (key = ADMIN_KEY) => ({ authorization: `Bearer ${key}` })
+let bob: StreamWorld['bob']
+let newStream: StreamWorld['newStream']
+const auth = bearer
 const events = () => server.running.gantry.events
-async function newStream(owner = adminId, kind: 'task' | 'session' = 'task') {
-  const id = `${kind === 'task' ? 'task' : 'sess'}-logs${++n}`
-  await events().createStream(id, owner, kind)
-  return id
-}
 const log = (level: string, message: string) => ({ type: 'LOG', data: { level, message } })
 
 beforeAll(async () => {
   server = await startTestServer()
   server.running.gantry.state.set('logs-stream:keepAliveMs', 200)
-  adminId = (await server.api('/api/me')).body.user_id
-  bob = await createUserKey(server, 'logs-bob')
+  ;({ adminId, bob, newStream } = await streamWorld(server, 'logs'))
 }, 30_000)
 afterAll(() => server.stop())
 

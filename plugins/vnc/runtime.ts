@@ -5,6 +5,8 @@
 
 import { readFileSync } from 'node:fs'
 
+export { freeLoopbackPort, processAlive } from '../../src/core/runtime.ts'
+
 /** A process started in its own process group, so that stopping it stops everything it started. */
 export interface GroupProcess {
   pid: number
@@ -121,31 +123,9 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
-/** True while a process with this pid exists. */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** The absolute path of an executable on `PATH`, or null. */
 export function findBinary(name: string, path = process.env.PATH ?? ''): string | null {
   return Bun.which(name, { PATH: path })
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago (the caller retries if another process takes it). */
-export function freeLoopbackPort(): number {
-  const listener = Bun.listen({
-    hostname: '127.0.0.1',
-    port: 0,
-    socket: { data() {} },
-  })
-  const port = listener.port
-  listener.stop(true)
-  return port
 }
 
 export interface TcpConnection {

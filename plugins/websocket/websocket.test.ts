@@ -1,25 +1,26 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { ADMIN_KEY, createUserKey, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
+import {
+  bearer,
+  type StreamWorld,
+  startTestServer,
+  streamWorld,
+  type TestServer,
+  waitFor,
+} from '../../test/helpers.ts'
 import { connectWs, parseFrames, rawUpgrade } from './testing.ts'
 
 let server: TestServer
 let ws: string
 let adminId: string
-let bob: { key: string; user_id: string }
-let n = 0
-const auth = (key = ADMIN_KEY) => ({ authorization: `Bearer ${key}` })
+let bob: StreamWorld['bob']
+let newStream: StreamWorld['newStream']
+const auth = bearer
 const events = () => server.running.gantry.events
-async function newStream(owner = adminId, kind: 'task' | 'session' = 'task') {
-  const id = `${kind === 'task' ? 'task' : 'sess'}-ws${++n}`
-  await events().createStream(id, owner, kind)
-  return id
-}
 
 beforeAll(async () => {
   server = await startTestServer({ HEARTBEAT_INTERVAL_MS: '300', CORS_ORIGINS: 'https://console.lan' })
   ws = server.url.replace('http', 'ws')
-  adminId = (await server.api('/api/me')).body.user_id
-  bob = await createUserKey(server, 'ws-bob')
+  ;({ adminId, bob, newStream } = await streamWorld(server, 'ws'))
 }, 30_000)
 afterAll(() => server.stop())
 

@@ -56,3 +56,25 @@ export function fileResponse(path: string, cacheControl?: string): Response {
 export function packageDir(name: string): string {
   return dirname(Bun.resolveSync(join(name, 'package.json'), import.meta.dir))
 }
+
+/** True while a process with this pid exists. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the caller retries if another process takes it). */
+export function freeLoopbackPort(): number {
+  const listener = Bun.listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    socket: { data() {} },
+  })
+  const port = listener.port
+  listener.stop(true)
+  return port
+}
