@@ -20,6 +20,9 @@ describe.skipIf(!PG_BASE_URL)('database lost mid-run (real Postgres behind a cut
     viaProxy.port = String(proxy.port)
     server = await startTestServer({}, { database: { ...db, url: viaProxy.toString() } })
     expect((await server.api('/ready', { key: null })).status).toBe(200)
+    // A task to read back: GET /tasks/:id runs a prepared statement, which must survive the new connections.
+    const task = (await server.api('/tasks', { method: 'POST', json: { prompt: 'read me back' } })).body.task_id
+    await waitFor(async () => (await server!.api(`/tasks/${task}`)).body.status === 'failed', 10_000, 'the task')
 
     proxy.cut()
     const ready = await waitFor(
@@ -36,12 +39,16 @@ describe.skipIf(!PG_BASE_URL)('database lost mid-run (real Postgres behind a cut
     expect(needsDb.status).toBe(503)
     expect(needsDb.body.error).toBe('database_unavailable')
     expect(needsDb.headers.get('retry-after')).toBe('5')
+    const taskWhileDown = await server.api(`/tasks/${task}`)
+    expect(taskWhileDown.status).toBe(503)
+    expect(taskWhileDown.body.error).toBe('database_unavailable')
     expect((await server.api('/health', { key: null })).status).toBe(200)
 
     proxy.restore()
     await waitFor(async () => (await server!.api('/ready', { key: null })).status === 200, 15_000, 'recovery')
     const keys = await server.api('/api/keys')
     expect(keys.status).toBe(200)
+    expect((await server.api(`/tasks/${task}`)).body).toMatchObject({ task_id: task, status: 'failed' })
     expect(server.log.raw()).toContain('database unavailable')
   })
 })

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, gt, lt, or, sql } from 'drizzle-orm'
 import type { Gantry } from '../../src/core/context.ts'
+import { prepared } from '../../src/core/db.ts'
 import { HttpError, NotFound, Unprocessable } from '../../src/core/errors.ts'
 import { requestJobCancel } from '../../src/core/jobs.ts'
 import { newId, type Principal } from '../../src/core/keys.ts'
@@ -51,6 +52,25 @@ export async function createSession(
   return row
 }
 
+const sessionById = prepared((db) =>
+  db
+    .select()
+    .from(chatSessions)
+    .where(eq(chatSessions.id, sql.placeholder('id')))
+    .limit(1)
+    .prepare('gantry_session_by_id'),
+)
+const sessionByName = prepared((db) =>
+  db
+    .select()
+    .from(chatSessions)
+    .where(
+      and(eq(chatSessions.userId, sql.placeholder('userId')), eq(chatSessions.name, sql.placeholder('name'))),
+    )
+    .limit(1)
+    .prepare('gantry_session_by_name'),
+)
+
 /**
  * The caller's session by id (`sess-…`) or by their own name for it. Another user's session is "not found",
  * whether or not it exists (admins may read any by id).
@@ -60,16 +80,9 @@ export async function findSession(
   user: Principal,
   idOrName: string,
 ): Promise<SessionRow | undefined> {
-  const byId = idOrName.startsWith('sess-')
-  const [row] = await gantry.db
-    .select()
-    .from(chatSessions)
-    .where(
-      byId
-        ? eq(chatSessions.id, idOrName)
-        : and(eq(chatSessions.userId, user.userId), eq(chatSessions.name, idOrName)),
-    )
-    .limit(1)
+  const [row] = idOrName.startsWith('sess-')
+    ? await sessionById(gantry.db).execute({ id: idOrName })
+    : await sessionByName(gantry.db).execute({ userId: user.userId, name: idOrName })
   if (!row) return undefined
   if (row.userId !== user.userId && user.role !== 'admin') return undefined
   return row

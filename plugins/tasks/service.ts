@@ -1,8 +1,9 @@
 /** What the tasks routes (and the agents' tools) do, over the database, the job queue and the event log. */
 import { randomBytes } from 'node:crypto'
-import { and, asc, desc, eq } from 'drizzle-orm'
+import { and, asc, desc, eq, sql } from 'drizzle-orm'
 import { canSee, type Principal } from '../../src/core/auth.ts'
 import type { Gantry } from '../../src/core/context.ts'
+import { prepared } from '../../src/core/db.ts'
 import { Conflict, NotFound, Unprocessable } from '../../src/core/errors.ts'
 import { insertJob, requestJobCancel, ringJobs } from '../../src/core/jobs.ts'
 import { jobs } from '../../src/core/schema.ts'
@@ -62,8 +63,16 @@ export async function createTask(gantry: Gantry, user: Principal, input: CreateT
 }
 
 /** The task if the caller may see it; someone else's task is "not found", like a missing one. */
+const taskById = prepared((db) =>
+  db
+    .select()
+    .from(tasks)
+    .where(eq(tasks.id, sql.placeholder('id')))
+    .prepare('gantry_task_by_id'),
+)
+
 export async function findTask(gantry: Gantry, user: Principal, id: string): Promise<TaskRow> {
-  const [row] = await gantry.db.select().from(tasks).where(eq(tasks.id, id))
+  const [row] = await taskById(gantry.db).execute({ id })
   if (!row || !canSee(user, row.ownerId)) throw NotFound(`Task ${id}`)
   return row
 }
