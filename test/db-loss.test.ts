@@ -21,8 +21,13 @@ describe.skipIf(!PG_BASE_URL)('database lost mid-run (real Postgres behind a cut
     server = await startTestServer({}, { database: { ...db, url: viaProxy.toString() } })
     expect((await server.api('/ready', { key: null })).status).toBe(200)
     // A task to read back: GET /tasks/:id runs a prepared statement, which must survive the new connections.
-    const task = (await server.api('/tasks', { method: 'POST', json: { prompt: 'read me back' } })).body.task_id
-    await waitFor(async () => (await server!.api(`/tasks/${task}`)).body.status === 'failed', 10_000, 'the task')
+    const task = (await server.api('/tasks', { method: 'POST', json: { prompt: 'read me back' } })).body
+      .task_id
+    await waitFor(
+      async () => (await server!.api(`/tasks/${task}`)).body.status === 'failed',
+      10_000,
+      'the task',
+    )
 
     proxy.cut()
     const ready = await waitFor(
