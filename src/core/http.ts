@@ -1,4 +1,4 @@
-import { Elysia } from 'elysia'
+import { type Context, Elysia } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { isDatabaseUnavailable } from './db.ts'
 import { type ErrorPayload, HttpError, jsonError } from './errors.ts'
@@ -118,55 +118,69 @@ export const requestIdOf = (request: Request): string | undefined => timings.get
 
 const JSON_TYPE = /^application\/(?:[\w.+-]*\+)?json\b/i
 
+/** CORS headers for an allowed Origin; a preflight is answered here (204). */
+function corsHeaders(request: Request, set: Context['set'], origin: string): string | undefined {
+  set.headers['access-control-allow-origin'] = origin
+  set.headers['access-control-allow-credentials'] = 'true'
+  set.headers.vary = 'Origin'
+  if (request.method !== 'OPTIONS') return undefined
+  set.headers['access-control-allow-methods'] = 'GET, POST, PATCH, PUT, DELETE, OPTIONS'
+  set.headers['access-control-allow-headers'] =
+    request.headers.get('access-control-request-headers') ?? 'authorization, content-type'
+  set.headers['access-control-max-age'] = '600'
+  set.status = 204
+  return ''
+}
+
+/** 415 for a body that is not JSON, 413 for one over BODY_LIMIT_BYTES (by Content-Length), before routing. */
+function refuseBody(
+  request: Request,
+  set: Context['set'],
+  gantry: Gantry,
+  requestId: string,
+): Response | undefined {
+  const length = Number(request.headers.get('content-length') ?? 0)
+  const contentType = request.headers.get('content-type')
+  const reject = (status: number, payload: ErrorPayload) => {
+    set.status = status
+    return jsonError(status, { ...payload, request_id: requestId }, { 'x-request-id': requestId })
+  }
+  if ((length > 0 || request.headers.has('transfer-encoding')) && contentType && !JSON_TYPE.test(contentType))
+    return reject(415, {
+      error: 'unsupported_media_type',
+      message: `Send the body as application/json (got ${contentType.split(';')[0]}).`,
+    })
+  if (length > gantry.config.bodyLimitBytes)
+    return reject(413, {
+      error: 'payload_too_large',
+      message: `The body is ${length} bytes; the limit is ${gantry.config.bodyLimitBytes} (BODY_LIMIT_BYTES).`,
+      details: { limit_bytes: gantry.config.bodyLimitBytes },
+    })
+  return undefined
+}
+
 /**
  * The cross-cutting HTTP layer, global to every plugin: request ids, one log line per request, the body limit,
  * JSON-only bodies, CORS, and the single mapping from any error to `{error, message, details?}`.
  */
 export const httpLayer = new Elysia({ name: 'gantry:http' })
   .use(gantryContext)
+  // Kept free of `return f(…)` and `await` in its text: Elysia guesses from a hook's source whether it is async,
+  // and an "async" request hook makes every route's handler async (a promise and a microtask per request).
   .onRequest(({ request, set, gantry }) => {
     const incoming = request.headers.get('x-request-id')
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : nextRequestId()
     timings.set(request, { requestId, startedAt: performance.now() })
     set.headers['x-request-id'] = requestId
+    let early: Response | string | undefined
     const origin = request.headers.get('origin')
-    if (origin && gantry.config.corsOrigins.length && originAllowed(request, gantry)) {
-      set.headers['access-control-allow-origin'] = origin
-      set.headers['access-control-allow-credentials'] = 'true'
-      set.headers.vary = 'Origin'
-      if (request.method === 'OPTIONS') {
-        set.headers['access-control-allow-methods'] = 'GET, POST, PATCH, PUT, DELETE, OPTIONS'
-        set.headers['access-control-allow-headers'] =
-          request.headers.get('access-control-request-headers') ?? 'authorization, content-type'
-        set.headers['access-control-max-age'] = '600'
-        set.status = 204
-        return ''
-      }
-    }
+    if (origin && gantry.config.corsOrigins.length && originAllowed(request, gantry))
+      early = corsHeaders(request, set, origin)
     // Bodies only come with these methods; a GET pays for none of the checks below.
     const method = request.method
-    if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return
-    const length = Number(request.headers.get('content-length') ?? 0)
-    const contentType = request.headers.get('content-type')
-    const reject = (status: number, payload: ErrorPayload) => {
-      set.status = status
-      return jsonError(status, { ...payload, request_id: requestId }, { 'x-request-id': requestId })
-    }
-    if (
-      (length > 0 || request.headers.has('transfer-encoding')) &&
-      contentType &&
-      !JSON_TYPE.test(contentType)
-    )
-      return reject(415, {
-        error: 'unsupported_media_type',
-        message: `Send the body as application/json (got ${contentType.split(';')[0]}).`,
-      })
-    if (length > gantry.config.bodyLimitBytes)
-      return reject(413, {
-        error: 'payload_too_large',
-        message: `The body is ${length} bytes; the limit is ${gantry.config.bodyLimitBytes} (BODY_LIMIT_BYTES).`,
-        details: { limit_bytes: gantry.config.bodyLimitBytes },
-      })
+    if (early === undefined && method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS')
+      early = refuseBody(request, set, gantry, requestId)
+    return early
   })
   .onAfterResponse({ as: 'global' }, ({ request, set, path, gantry }) => {
     const timing = timings.get(request) ?? { requestId: 'unknown', startedAt: 0 }
