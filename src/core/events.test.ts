@@ -55,6 +55,24 @@ describe('event log', () => {
     }
   })
 
+  test('appends made while flushes are in flight commit in call order on every stream', async () => {
+    // Spread over many event-loop turns, so a batch is always in flight while the next ones gather (and, on
+    // Postgres, a second lane takes them): a stream must never be in two transactions at once.
+    const streams = [await newStream(), await newStream(), await newStream()]
+    const acks: Promise<StoredEvent>[] = []
+    for (let i = 0; i < 450; i++) {
+      acks.push(events.append(streams[i % 3]!, 'LOG', { i }))
+      if (i % 7 === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+    const done = await Promise.all(acks)
+    for (const [k, stream] of streams.entries()) {
+      const mine = done.filter((a) => a.stream === stream)
+      expect(seqs(mine)).toEqual(range(1, 150)) // in the order they were called
+      const stored = await events.readSince(stream, 0)
+      expect(stored.map((e) => (e.data as { i: number }).i)).toEqual(range(0, 149).map((j) => j * 3 + k))
+    }
+  })
+
   test('an unknown stream is refused without failing its batch neighbours', async () => {
     const stream = await newStream()
     const [good, bad, bad2] = await Promise.allSettled([
