@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openSse } from '../plugins/logs-stream/testing.ts'
+import { rfbHandshake } from '../plugins/vnc/rfb-client.ts'
 import { connectWs } from '../plugins/websocket/testing.ts'
 import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
 import {
@@ -230,6 +231,35 @@ describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
     expect(res.status).toBe(413)
     expect((await res.json()).error).toBe('payload_too_large')
   })
+
+  test.skipIf(!Bun.which('Xvfb') || !Bun.which('x11vnc'))(
+    'the desktop through nginx: public URLs, and an authenticated RFB session over wss',
+    async () => {
+      const headers = { ...bearer, 'content-type': 'application/json' }
+      const connect = await get('/api/vnc/connect', { method: 'POST', headers, body: '{}' })
+      expect(connect.status).toBe(200)
+      const desktop = await connect.json()
+      expect(desktop.viewer_url).toBe(`${https}/vnc/`)
+      expect(desktop.websocket_url).toBe(`${https.replace('https:', 'wss:')}/vnc/websockify`)
+      // The viewer page itself, through the proxy, with its same-origin CSP.
+      const viewer = await get('/vnc/', { headers: bearer })
+      expect(viewer.status).toBe(200)
+      expect(viewer.headers.get('content-security-policy')).toContain("default-src 'self'")
+      await viewer.arrayBuffer()
+      const session = await rfbHandshake(
+        desktop.websocket_url,
+        { ...bearer, origin: https },
+        desktop.password,
+        tls(),
+      )
+      expect(session.banner).toBe('RFB 003.008\n')
+      expect(session.securityResult).toBe(0)
+      expect(session.width).toBeGreaterThan(0)
+      session.socket.close()
+      expect((await get('/api/vnc/disconnect', { method: 'POST', headers, body: '{}' })).status).toBe(200)
+    },
+    60_000,
+  )
 
   test('with Gantry down, nginx answers 502 in JSON', async () => {
     await server.running.stop()

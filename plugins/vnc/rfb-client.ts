@@ -73,14 +73,18 @@ export interface RfbSession {
   socket: WebSocket
 }
 
-/** Opens a WebSocket (with optional headers: Authorization, Cookie, Origin) and resolves once it is open. */
+/**
+ * Opens a WebSocket (with optional headers: Authorization, Cookie, Origin) and resolves once it is open. `tls`
+ * goes to Bun's client as is (a `ca` for a test certificate, say).
+ */
 export function openSocket(
   url: string,
   headers: Record<string, string>,
+  tls?: { ca?: string },
 ): Promise<{ socket: WebSocket; reader: ByteReader }> {
   const reader = new ByteReader()
   // Bun's WebSocket takes headers; browsers would send the cookie and Origin themselves.
-  const socket = new WebSocket(url, { headers } as unknown as string[])
+  const socket = new WebSocket(url, { headers, ...(tls ? { tls } : {}) } as unknown as string[])
   socket.binaryType = 'arraybuffer'
   socket.addEventListener('message', (e) => {
     if (e.data instanceof ArrayBuffer) reader.push(new Uint8Array(e.data))
@@ -104,8 +108,9 @@ export async function rfbHandshake(
   url: string,
   headers: Record<string, string>,
   password: string,
+  tls?: { ca?: string },
 ): Promise<RfbSession> {
-  const { socket, reader } = await openSocket(url, headers)
+  const { socket, reader } = await openSocket(url, headers, tls)
   const banner = new TextDecoder().decode(await reader.read(12))
   socket.send(new TextEncoder().encode('RFB 003.008\n'))
   const count = (await reader.read(1))[0]!
