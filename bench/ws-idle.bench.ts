@@ -24,9 +24,10 @@ const lines = async function* (stream: ReadableStream<Uint8Array>) {
   }
 }
 
-/** A server process: prints `url <ws url>`, then `rss <bytes>` for every line read on stdin. */
+/** A server process: prints `url <ws url>`, then `rss <bytes>` for every line read on stdin; stops at its end. */
 async function serve(kind: string) {
   let url: string
+  let stop = async () => {}
   if (kind === 'bare') {
     const server = Bun.serve({
       port: 0,
@@ -40,9 +41,13 @@ async function serve(kind: string) {
     const owner = (await server.api('/api/me')).body.user_id
     await server.running.gantry.events.createStream('task-idle', owner, 'task')
     url = `${server.url.replace('http', 'ws')}/ws/task-idle`
+    stop = () => server.stop() // drops its throwaway database
   }
   console.log(`url ${url}`)
   for await (const _ of lines(Bun.stdin.stream())) console.log(`rss ${rss()}`)
+  // stdin closed: the measurement is over.
+  await stop()
+  process.exit(0)
 }
 
 /** The client process: opens the connections, prints `open <n>`, holds them until stdin closes. */
@@ -105,7 +110,8 @@ async function measure(kind: string) {
   const after = Number(await next('rss'))
   client.stdin.end()
   client.kill()
-  server.kill()
+  server.stdin.end() // the server stops itself (and drops its database); killed only if it hangs
+  await Promise.race([server.exited, Bun.sleep(15_000).then(() => server.kill())])
   return { opened, before, after, perConnection: opened ? (after - before) / opened : Number.NaN }
 }
 
