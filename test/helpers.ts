@@ -13,7 +13,16 @@ export const PG_BASE_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE
 export const ROOT = resolve(import.meta.dir, '..')
 export const ADMIN_KEY = 'gk_00000000_test-admin-key-not-secret'
 
-export const tempDir = (prefix = 'gantry-test-') => mkdtempSync(join(tmpdir(), prefix))
+/** Temporary folders made through tempDir(); the preload removes them after the whole run, whatever a test did. */
+const tempDirs: string[] = []
+export function removeTempDirs(): void {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+}
+export const tempDir = (prefix = 'gantry-test-') => {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
 
 /** A database of the test's own: a fresh one on the Postgres server, dropped after; or PGlite in memory. */
 export async function freshDatabase(): Promise<{ url?: string; pgliteDir: string; drop(): Promise<void> }> {

@@ -1,3 +1,5 @@
+import { afterAll } from 'bun:test'
+
 // Tests build their own config; a developer's shell settings must not leak into them.
 for (const name of [
   'PORT',
@@ -9,3 +11,6 @@ for (const name of [
   'OLLAMA_HOST',
 ])
   delete process.env[name]
+
+// When the tests are done: remove the temporary folders they made (imported late, so the lines above run first).
+afterAll(async () => (await import('./helpers.ts')).removeTempDirs())
