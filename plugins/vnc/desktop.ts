@@ -93,7 +93,7 @@ export class Desktop {
       this.recentCrashes = []
       this.lastError = null
       this.password = newPassword()
-      this.authDir = mkdtempSync(join(tmpdir(), 'gantry-vnc-'))
+      this.authDir = this.opts.ledger?.makeAuthDir() ?? mkdtempSync(join(tmpdir(), 'gantry-vnc-'))
       writeFileSync(join(this.authDir, 'passwd'), rfbAuthFile(this.password), { mode: 0o600 })
       this.setState('starting')
       void this.supervise(++this.generation)

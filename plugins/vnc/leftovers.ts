@@ -24,6 +24,16 @@ export class ProcessLedger {
     return { [MARKER]: this.id }
   }
 
+  /**
+   * A private folder (0700) for this server's VNC password file, beside its ledger entry: if the server dies,
+   * the next one's sweep removes it with the processes.
+   */
+  makeAuthDir(): string {
+    const dir = join(this.dir, `${process.pid}-${this.id}.auth`)
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    return dir
+  }
+
   record(pids: number[]): void {
     try {
       mkdirSync(this.dir, { recursive: true })
@@ -37,14 +47,21 @@ export class ProcessLedger {
   /** Stops the desktop processes left by servers that are gone; returns their pids. */
   sweep(log: Logger): number[] {
     const stopped: number[] = []
-    let files: string[] = []
+    let names: string[] = []
     try {
-      files = readdirSync(this.dir).filter((f) => f.endsWith('.json'))
+      names = readdirSync(this.dir)
     } catch {
       return stopped
     }
-    for (const name of files) {
+    for (const name of names) {
       const path = join(this.dir, name)
+      if (name.endsWith('.auth')) {
+        // A password folder whose server is gone (its name starts with that server's pid).
+        const owner = Number(name.split('-')[0])
+        if (!(owner > 0 && processAlive(owner))) rmSync(path, { recursive: true, force: true })
+        continue
+      }
+      if (!name.endsWith('.json')) continue
       try {
         const entry = JSON.parse(readFileSync(path, 'utf8')) as { owner: number; id: string; pids: number[] }
         if (processAlive(entry.owner)) continue

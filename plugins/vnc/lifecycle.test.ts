@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'bun:test'
-import { rmSync } from 'node:fs'
+import { readdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { spawnGantry } from '../../test/gantry-process.ts'
 import {
   ADMIN_KEY,
@@ -81,12 +82,17 @@ describe('the desktop and the server’s life', () => {
       await crashed.proc.exited
       // Each desktop process leads its own process group, so it outlives a killed server…
       for (const pid of pids) expect(processAlive(pid)).toBe(true)
+      // …and so does its VNC password folder, kept under DATA_DIR beside the ledger (not in /tmp).
+      const ledgerDir = join(dataDir, 'vnc-processes')
+      const authDirs = () => readdirSync(ledgerDir).filter((n) => n.endsWith('.auth'))
+      expect(authDirs()).toHaveLength(1)
       // …until the next server on the same DATA_DIR starts.
       next = await startTestServer({ DATA_DIR: dataDir })
       await waitFor(() => pids.every((pid) => !processAlive(pid)), 5000, 'the leftovers to be stopped')
       expect(
         next.log.records().some((r) => r.msg === 'stopped desktop processes left by a server that died'),
       ).toBe(true)
+      expect(authDirs()).toEqual([])
     } finally {
       crashed.proc.kill('SIGKILL')
       await next?.stop()
