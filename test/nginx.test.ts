@@ -217,7 +217,7 @@ describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
     expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401])
     expect(statuses.at(-1)).toBe(429)
     for (const a of answers) {
-      expect(a.body.error).toBe(a.status === 401 ? 'invalid_api_key' : 'rate_limited')
+      expect(a.body.error).toBe(a.status === 401 ? 'invalid_api_key' : 'too_many_requests')
       expect(typeof a.body.message).toBe('string')
     }
   })
