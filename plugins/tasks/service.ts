@@ -62,7 +62,6 @@ export async function createTask(gantry: Gantry, user: Principal, input: CreateT
   return row
 }
 
-/** The task if the caller may see it; someone else's task is "not found", like a missing one. */
 const taskById = prepared((db) =>
   db
     .select()
@@ -71,6 +70,7 @@ const taskById = prepared((db) =>
     .prepare('gantry_task_by_id'),
 )
 
+/** The task if the caller may see it; someone else's task is "not found", like a missing one. */
 export async function findTask(gantry: Gantry, user: Principal, id: string): Promise<TaskRow> {
   const [row] = await taskById(gantry.db).execute({ id })
   if (!row || !canSee(user, row.ownerId)) throw NotFound(`Task ${id}`)

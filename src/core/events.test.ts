@@ -56,8 +56,8 @@ describe('event log', () => {
   })
 
   test('appends made while flushes are in flight commit in call order on every stream', async () => {
-    // Spread over many event-loop turns, so a batch is always in flight while the next ones gather (and, on
-    // Postgres, a second lane takes them): a stream must never be in two transactions at once.
+    // Spread over many event-loop turns, so a batch is always in flight while the next ones gather: whatever
+    // the flushing does, each stream's appends must take their seqs in the order they were made.
     const streams = [await newStream(), await newStream(), await newStream()]
     const acks: Promise<StoredEvent>[] = []
     for (let i = 0; i < 450; i++) {
