@@ -2,7 +2,7 @@ import { Elysia } from 'elysia'
 import { auth, canSee, type Principal } from '../../src/core/auth.ts'
 import { type Gantry, gantryContext } from '../../src/core/context.ts'
 import { ErrorBody, NotFound } from '../../src/core/errors.ts'
-import { envelopeOf, STREAM_ID, type StreamInfo } from '../../src/core/events.ts'
+import { envelopeOf, STREAM_ID, type StoredEvent, type StreamInfo } from '../../src/core/events.ts'
 import type { PluginMeta } from '../../src/core/loader.ts'
 import {
   EventStreamBody,
@@ -14,7 +14,7 @@ import {
   TaskLogsQuery,
 } from './model.ts'
 import { levelsFrom, logLine, readTaskLogs, resumeSeq, taskLogOf } from './service.ts'
-import { sseResponse } from './sse.ts'
+import { type SseMessage, sseResponse } from './sse.ts'
 
 export const meta: PluginMeta = {
   description:
@@ -46,6 +46,36 @@ const PINO_LEVELS: Record<(typeof SERVER_LOG_LEVELS)[number], number> = {
   warn: 40,
   error: 50,
   fatal: 60,
+}
+
+/**
+ * A stream's events as SSE from `since` on: each event becomes the message `toMessage` makes of it (or none),
+ * and `event: end` closes the stream once the task or session has finished or is gone.
+ */
+function eventStream(
+  gantry: Gantry,
+  request: Request,
+  stream: string,
+  since: number,
+  toMessage: (e: StoredEvent) => SseMessage | undefined,
+): Response {
+  return sseResponse(gantry, request, (sink) => {
+    const subscription = gantry.events.subscribe(
+      stream,
+      since,
+      (e) => {
+        const message = toMessage(e)
+        if (message) sink.send(message)
+      },
+      {
+        onEnd: (reason) => {
+          sink.send({ event: 'end', data: reason })
+          sink.close()
+        },
+      },
+    )
+    return () => subscription.close()
+  })
 }
 
 const sseErrors = { 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody }
@@ -85,22 +115,9 @@ export default new Elysia({ name: 'logs-stream', tags: ['Live'] })
       await visibleStream(gantry, user, params.id, 'task')
       const since = resumeSeq(request, query.since)
       const levels = new Set<string>(levelsFrom(query.level))
-      return sseResponse(gantry, request, (sink) => {
-        const subscription = gantry.events.subscribe(
-          params.id,
-          since,
-          (e) => {
-            const log = taskLogOf(e)
-            if (log && levels.has(log.level)) sink.send({ id: e.seq, data: logLine(log) })
-          },
-          {
-            onEnd: (reason) => {
-              sink.send({ event: 'end', data: reason })
-              sink.close()
-            },
-          },
-        )
-        return () => subscription.close()
+      return eventStream(gantry, request, params.id, since, (e) => {
+        const log = taskLogOf(e)
+        return log && levels.has(log.level) ? { id: e.seq, data: logLine(log) } : undefined
       })
     },
     {
@@ -119,20 +136,10 @@ export default new Elysia({ name: 'logs-stream', tags: ['Live'] })
     async ({ gantry, user, params, query, request }) => {
       await visibleStream(gantry, user, params.id)
       const since = resumeSeq(request, query.since)
-      return sseResponse(gantry, request, (sink) => {
-        const subscription = gantry.events.subscribe(
-          params.id,
-          since,
-          (e) => sink.send({ id: e.seq, data: JSON.stringify(envelopeOf(e)) }),
-          {
-            onEnd: (reason) => {
-              sink.send({ event: 'end', data: reason })
-              sink.close()
-            },
-          },
-        )
-        return () => subscription.close()
-      })
+      return eventStream(gantry, request, params.id, since, (e) => ({
+        id: e.seq,
+        data: JSON.stringify(envelopeOf(e)),
+      }))
     },
     {
       auth: true,
