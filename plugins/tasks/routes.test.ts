@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { StoredEvent } from '../../src/core/events.ts'
 import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
 import { createUserKey, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
 import { eventsOf, finished, routeByGoal, straight, tasksOnlyPluginsDir, types } from './testing.ts'
@@ -166,32 +167,30 @@ describe('CODE_EXECUTION', () => {
   })
   afterAll(() => mock.stop())
 
-  test('sandbox without bubblewrap: says so at start and in the failure reason', async () => {
-    const s = await startTestServer({
-      PLUGINS_DIR,
-      OLLAMA_HOST: mock.url,
-      SANDBOX_BWRAP: '/nonexistent/bwrap',
-    })
+  /** A server with these settings runs one adder task to its end; `check` sees the server, the id and the events. */
+  async function adderTask(
+    env: Record<string, string>,
+    check: (s: TestServer, id: string, events: StoredEvent[]) => void | Promise<void>,
+  ) {
+    const s = await startTestServer({ PLUGINS_DIR, OLLAMA_HOST: mock.url, ...env })
     try {
-      expect(s.log.raw()).toContain('bubblewrap')
       const id = (await s.api('/tasks', { method: 'POST', json: { prompt: 'Build the adder' } })).body.task_id
-      const events = await finished(s, id)
-      expect(events.at(-1)!.type).toBe('TASK_FAILED')
-      expect((events.at(-1)!.data as { reason: string }).reason).toContain('CODE_EXECUTION=sandbox')
+      await check(s, id, await finished(s, id))
     } finally {
       await s.stop()
     }
+  }
+
+  test('sandbox without bubblewrap: says so at start and in the failure reason', async () => {
+    await adderTask({ SANDBOX_BWRAP: '/nonexistent/bwrap' }, (s, _id, events) => {
+      expect(s.log.raw()).toContain('bubblewrap')
+      expect(events.at(-1)!.type).toBe('TASK_FAILED')
+      expect((events.at(-1)!.data as { reason: string }).reason).toContain('CODE_EXECUTION=sandbox')
+    })
   }, 30_000)
 
   test('off: code is written, tests are not run, quality is null', async () => {
-    const s = await startTestServer({
-      PLUGINS_DIR,
-      OLLAMA_HOST: mock.url,
-      CODE_EXECUTION: 'off',
-    })
-    try {
-      const id = (await s.api('/tasks', { method: 'POST', json: { prompt: 'Build the adder' } })).body.task_id
-      const events = await finished(s, id)
+    await adderTask({ CODE_EXECUTION: 'off' }, async (s, id, events) => {
       expect(types(events)).toEqual([
         'TASK_STARTED',
         'PLANNING_COMPLETE',
@@ -204,24 +203,13 @@ describe('CODE_EXECUTION', () => {
       expect(results.body.modules[0].quality_score).toBeNull()
       expect(results.body.modules[0].code).toContain('export const add')
       expect(results.body.modules[0].test_report).toBeNull()
-    } finally {
-      await s.stop()
-    }
+    })
   }, 30_000)
 
   test('unsandboxed: runs the tests with limits alone', async () => {
-    const s = await startTestServer({
-      PLUGINS_DIR,
-      OLLAMA_HOST: mock.url,
-      CODE_EXECUTION: 'unsandboxed',
-    })
-    try {
+    await adderTask({ CODE_EXECUTION: 'unsandboxed' }, (s, _id, events) => {
       expect(s.log.raw()).toContain('CODE_EXECUTION=unsandboxed')
-      const id = (await s.api('/tasks', { method: 'POST', json: { prompt: 'Build the adder' } })).body.task_id
-      const events = await finished(s, id)
       expect(types(events)).toContain('TEST_PASSED')
-    } finally {
-      await s.stop()
-    }
+    })
   }, 30_000)
 })
