@@ -6,132 +6,47 @@
  * SSE, the Secure cookie, rate limits, body limits and nginx's own errors in Gantry's JSON shape.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { openSse } from '../plugins/logs-stream/testing.ts'
 import { rfbHandshake } from '../plugins/vnc/rfb-client.ts'
 import { connectWs } from '../plugins/websocket/testing.ts'
 import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
-import {
-  ADMIN_KEY,
-  freeLoopbackPort,
-  ROOT,
-  startTestServer,
-  type TestServer,
-  tempDir,
-  waitFor,
-} from './helpers.ts'
-
-const HAVE_NGINX = Boolean(Bun.which('nginx') && Bun.which('openssl'))
-
-function swap(text: string, from: string, to: string): string {
-  if (!text.includes(from)) throw new Error(`nginx.conf no longer contains ${JSON.stringify(from)}`)
-  return text.replaceAll(from, to)
-}
-
-/** nginx.conf for this machine: loopback ports, a test certificate, logs in `dir`. */
-function localConf(dir: string, ports: { upstream: number; http: number; https: number }): string {
-  let conf = readFileSync(join(ROOT, 'nginx.conf'), 'utf8')
-  conf = swap(conf, 'server gantry:9876', `server 127.0.0.1:${ports.upstream}`)
-  conf = swap(conf, 'listen 80;', `listen 127.0.0.1:${ports.http};`)
-  conf = swap(conf, 'listen 443 ssl http2;', `listen 127.0.0.1:${ports.https} ssl http2;`)
-  conf = swap(conf, '/etc/nginx/certs', dir)
-  conf = swap(conf, 'access_log    /dev/stdout;', `access_log ${dir}/access.log;`)
-  conf = swap(conf, 'error_log     /dev/stderr warn;', `error_log ${dir}/error.log warn;`)
-  return conf
-}
-
-function makeCertificate(dir: string): string {
-  const made = Bun.spawnSync(
-    [
-      'openssl',
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout',
-      join(dir, 'privkey.pem'),
-      '-out',
-      join(dir, 'fullchain.pem'),
-    ],
-    { stderr: 'pipe' },
-  )
-  if (made.exitCode !== 0) throw new Error(`openssl: ${made.stderr.toString()}`)
-  return readFileSync(join(dir, 'fullchain.pem'), 'utf8')
-}
-
-/** nginx's -g: no daemon, our pid file, and workers as root when we are root (the temp dir is ours alone). */
-const globals = (dir: string) =>
-  `daemon off; pid ${dir}/nginx.pid;${process.getuid?.() === 0 ? ' user root;' : ''}`
+import { ADMIN_KEY, startTestServer, type TestServer, tempDir, waitFor } from './helpers.ts'
+import { HAVE_NGINX, type RunningNginx, startNginx } from './nginx-harness.ts'
 
 describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
   const dir = tempDir('gantry-nginx-')
-  let ca = ''
   let ollama: MockOllama
   let server: TestServer
-  let nginx: ReturnType<typeof Bun.spawn> | undefined
+  let nginx: RunningNginx | undefined
   let http = ''
   let https = ''
-  const tls = () => ({ ca })
-  const get = (path: string, init: RequestInit = {}) => fetch(https + path, { ...init, tls: tls() } as any)
+  const tls = () => ({ ca: nginx!.ca })
+  const get = (path: string, init: RequestInit = {}) => nginx!.get(path, init)
   const bearer = { authorization: `Bearer ${ADMIN_KEY}` }
 
   beforeAll(async () => {
-    ca = makeCertificate(dir)
     ollama = await startMockOllama()
     server = await startTestServer({
       OLLAMA_HOST: ollama.url,
       OLLAMA_MODEL: 'llama3.2',
       CODE_EXECUTION: 'off',
     })
-    const ports = {
-      upstream: server.running.server.port!,
-      http: freeLoopbackPort(),
-      https: freeLoopbackPort(),
-    }
-    writeFileSync(join(dir, 'nginx.conf'), localConf(dir, ports))
-    nginx = Bun.spawn(['nginx', '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', globals(dir)], {
-      stdout: 'ignore',
-      stderr: 'pipe',
-    })
-    http = `http://127.0.0.1:${ports.http}`
-    https = `https://127.0.0.1:${ports.https}`
-    await waitFor(
-      async () => {
-        if (nginx?.exitCode !== null)
-          throw new Error(`nginx exited: ${await new Response(nginx?.stderr as any).text()}`)
-        return (await get('/health').catch(() => undefined))?.status === 200
-      },
-      10_000,
-      'nginx to proxy /health',
-    )
+    nginx = await startNginx(dir, [server.running.server.port!])
+    http = nginx.http
+    https = nginx.https
   }, 60_000)
 
   afterAll(async () => {
-    nginx?.kill('SIGTERM')
-    await nginx?.exited
+    await nginx?.stop()
     await server?.stop()
     await ollama?.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 
   test('passes nginx -t', () => {
-    const check = Bun.spawnSync(
-      ['nginx', '-t', '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', `pid ${dir}/t.pid;`],
-      {
-        stderr: 'pipe',
-      },
-    )
-    expect(check.stderr.toString()).toContain('syntax is ok')
+    const check = nginx!.check()
+    expect(check.stderr).toContain('syntax is ok')
     expect(check.exitCode).toBe(0)
   })
 
@@ -147,7 +62,7 @@ describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
     // nginx sets X-Request-Id to its own $request_id; Gantry adopts and returns it, so both logs share one id.
     const id = res.headers.get('x-request-id') ?? ''
     expect(id).toMatch(/^[0-9a-f]{32}$/)
-    expect(readFileSync(join(dir, 'access.log'), 'utf8')).toContain('GET /health')
+    expect(nginx!.accessLog()).toContain('GET /health')
     await waitFor(
       () => server.log.records().some((r) => r.reqId === id && r.path === '/health'),
       2000,
