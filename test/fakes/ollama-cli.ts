@@ -1,7 +1,8 @@
 // Runs the simulated Ollama on its own, for poking at Gantry by hand without a
 // real model: `bun test/fakes/ollama-cli.ts`, then point Gantry's Ollama URL at it.
 //   PORT (default 11434), HOST (default 127.0.0.1: loopback only unless asked),
-//   MOCK_OLLAMA_TOKENS_PER_SECOND (default pace; unpaced when unset).
+//   MOCK_OLLAMA_TOKENS_PER_SECOND (default 50, a local GPU's pace, so a task or an answer can be watched
+//   and steered while it runs as the README shows; 0 = unpaced).
 import { startMockOllama } from './ollama.ts'
 
 function envNumber(name: string, fallback: number | undefined): number | undefined {
@@ -18,7 +19,7 @@ function envNumber(name: string, fallback: number | undefined): number | undefin
 const mock = await startMockOllama({
   port: envNumber('PORT', 11434),
   hostname: process.env.HOST || '127.0.0.1',
-  tokensPerSecond: envNumber('MOCK_OLLAMA_TOKENS_PER_SECOND', undefined),
+  tokensPerSecond: envNumber('MOCK_OLLAMA_TOKENS_PER_SECOND', 50),
   onRequest: (request) => {
     const model = typeof request.body?.model === 'string' ? ` model=${request.body.model}` : ''
     console.log(`${request.at.toISOString()} ${request.method} ${request.path}${model}`)

@@ -3,6 +3,7 @@
 // then a final chunk with metrics), or a single JSON object when not streaming,
 // plus the failure modes (error line, reset socket, hang) tests need.
 import type { GenerationPath, Reply } from './ollama.ts'
+import { authorContent } from './ollama-author.ts'
 import { type MockModel, ollamaErrors } from './ollama-models.ts'
 import { jsonForFormat } from './ollama-schema.ts'
 
@@ -53,7 +54,7 @@ export function planGeneration(
   const scripted = reply.content !== undefined || (reply.tool_calls?.length ?? 0) > 0
   // Ollama >= 0.12.6 turns thinking on by default for thinking-capable models.
   const thinkingOn = model.capabilities.includes('thinking') && body.think !== false
-  const content = reply.content ?? (scripted ? '' : defaultContent(body.format, subject))
+  const content = reply.content ?? (scripted ? '' : defaultContent(body, subject))
   const thinking = thinkingOn
     ? (reply.thinking ?? (scripted ? '' : `Simulated reasoning about: ${subject}`))
     : ''
@@ -262,9 +263,11 @@ function brokenResponse(): Response {
   return new Response(new ReadableStream({ start: (controller) => controller.error() }))
 }
 
-function defaultContent(format: unknown, subject: string): string {
+function defaultContent(body: Body, subject: string): string {
+  const authored = authorContent(body)
+  if (authored !== undefined) return authored
   const answer = `Simulated answer to: ${subject}`
-  return format === 'json' || isRecord(format) ? jsonForFormat(format, answer) : answer
+  return body.format === 'json' || isRecord(body.format) ? jsonForFormat(body.format, answer) : answer
 }
 
 function requestSubject(path: GenerationPath, body: Body): string {
