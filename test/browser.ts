@@ -139,11 +139,13 @@ export function useBrowser(origin: () => string, options: BrowserContextOptions 
     browser = undefined
   }, 30_000)
   beforeEach(async () => {
-    if (!browser) return
+    if (browserSkipReason) return
+    // bun kills a timed-out test's child processes, the browser among them: the next test gets a new one.
+    if (!browser?.isConnected()) browser = await launchBrowser()
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options })
     const page = await context.newPage()
     current = { browser, context, page, problems: watchPage(page, origin()) }
-  })
+  }, 30_000)
   afterEach(async () => {
     await current?.context.close().catch(() => {})
     current = undefined
