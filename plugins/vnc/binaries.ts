@@ -48,6 +48,31 @@ export function rfbAuthFile(password: string): Buffer {
   return Buffer.concat([cipher.update(block), cipher.final()])
 }
 
+/**
+ * An Xauthority file (the format libXau reads) holding one MIT-MAGIC-COOKIE-1 for any address and any
+ * display: Xvfb picks its display number itself (-displayfd), so the cookie must be written before that number
+ * is known. Written directly, so no `xauth` binary is needed.
+ */
+export function xauthorityFile(cookie: Buffer): Buffer {
+  const field = (bytes: Buffer) => {
+    const length = Buffer.alloc(2)
+    length.writeUInt16BE(bytes.length)
+    return Buffer.concat([length, bytes])
+  }
+  const familyWild = Buffer.from([0xff, 0xff])
+  const none = Buffer.alloc(0)
+  return Buffer.concat([
+    familyWild,
+    field(none),
+    field(none),
+    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
+    field(cookie),
+  ])
+}
+
+/** A fresh 128-bit X cookie: what a local process must present to use the desktop's display. */
+export const newCookie = (): Buffer => randomBytes(16)
+
 /** VNC uses only the first 8 characters of a password; 8 random alphanumerics are all it can hold. */
 export function newPassword(): string {
   const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789'

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Principal } from '../../src/core/auth.ts'
 import type { ToolContext } from '../../src/core/tools.ts'
 import { startTestServer, type TestServer } from '../../test/helpers.ts'
+import { desktopOf } from './service.ts'
 
 let server: TestServer
 const admin: Principal = {
@@ -29,7 +30,8 @@ function pngSize(png: Buffer): { width: number; height: number } {
 
 async function pointer(display: string): Promise<{ x: number; y: number }> {
   const out = Bun.spawnSync(['xdotool', 'getmouselocation', '--shell'], {
-    env: { ...process.env, DISPLAY: display },
+    // The display takes only Gantry's cookie: a test looking from outside borrows it.
+    env: { ...process.env, DISPLAY: display, XAUTHORITY: desktopOf(server.running.gantry).xauthority },
   })
   const text = out.stdout.toString()
   return { x: Number(/X=(\d+)/.exec(text)?.[1]), y: Number(/Y=(\d+)/.exec(text)?.[1]) }

@@ -114,7 +114,7 @@ async function readyDesktop(gantry: Gantry): Promise<Desktop> {
 
 async function screenshot(desktop: Desktop, signal: AbortSignal): Promise<ToolResult> {
   const result = await runCommand([desktop.binaries.paths.import!, '-window', 'root', 'png:-'], {
-    env: { ...process.env, DISPLAY: `:${desktop.display}` },
+    env: { ...process.env, ...desktop.clientEnv() },
     timeoutMs: COMMAND_TIMEOUT_MS,
     signal,
   })
@@ -141,7 +141,7 @@ async function runAction(ctx: ToolContext, args: Record<string, unknown>): Promi
   if (!xdotool) return { content: 'xdotool is not installed (apt install xdotool).', isError: true }
   const argv = xdotoolArgs(action as Action, args, desktop)
   const result = await runCommand([xdotool, ...argv], {
-    env: { ...process.env, DISPLAY: `:${desktop.display}` },
+    env: { ...process.env, ...desktop.clientEnv() },
     timeoutMs: COMMAND_TIMEOUT_MS,
     signal: ctx.signal,
   })

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from '../../src/core/logger.ts'
-import { BINARIES, type Binaries, newPassword, rfbAuthFile } from './binaries.ts'
+import { BINARIES, type Binaries, newCookie, newPassword, rfbAuthFile, xauthorityFile } from './binaries.ts'
 import type { ProcessLedger } from './leftovers.ts'
 import { freeLoopbackPort, type GroupProcess, readBanner, signalGroup, spawnGroup } from './runtime.ts'
 
@@ -77,6 +77,18 @@ export class Desktop {
     return () => this.stateListeners.delete(listener)
   }
 
+  /** The X cookie file of the running stack; only Gantry's own X clients are given it. */
+  get xauthority(): string {
+    if (!this.authDir) throw new Error('the desktop is not started')
+    return join(this.authDir, 'Xauthority')
+  }
+
+  /** The environment an X client of this desktop needs (xdotool, import): its display and its cookie. */
+  clientEnv(): { DISPLAY: string; XAUTHORITY: string } {
+    if (this.display === null) throw new Error('the desktop has no display')
+    return { DISPLAY: `:${this.display}`, XAUTHORITY: this.xauthority }
+  }
+
   pids(): Array<{ name: ProcessName; pid: number }> {
     return [...this.processes].map(([name, p]) => ({ name, pid: p.pid }))
   }
@@ -95,6 +107,8 @@ export class Desktop {
       this.password = newPassword()
       this.authDir = this.opts.ledger?.makeAuthDir() ?? mkdtempSync(join(tmpdir(), 'gantry-vnc-'))
       writeFileSync(join(this.authDir, 'passwd'), rfbAuthFile(this.password), { mode: 0o600 })
+      // Without a cookie, Xvfb lets every local user drive the display, past VNC_ALLOWED_ROLES.
+      writeFileSync(this.xauthority, xauthorityFile(newCookie()), { mode: 0o600 })
       this.setState('starting')
       void this.supervise(++this.generation)
     }
@@ -195,6 +209,8 @@ export class Desktop {
         '-screen',
         '0',
         `${width}x${height}x24`,
+        '-auth',
+        this.xauthority,
         '-nolisten',
         'tcp',
         '-noreset',
@@ -221,6 +237,8 @@ export class Desktop {
           '-noipv6',
           '-rfbauth',
           join(this.authDir!, 'passwd'),
+          '-auth',
+          this.xauthority,
           '-forever',
           '-shared',
           '-norc',
@@ -251,7 +269,7 @@ export class Desktop {
     const env = {
       ...process.env,
       ...this.opts.ledger?.env,
-      DISPLAY: this.display === null ? undefined : `:${this.display}`,
+      ...(name === 'xvfb' ? { DISPLAY: undefined, XAUTHORITY: undefined } : this.clientEnv()),
     }
     const proc = spawnGroup(argv, { env, readStdout: name === 'xvfb' })
     this.processes.set(name, proc)

@@ -86,6 +86,8 @@ describe('the desktop and the server’s life', () => {
       const ledgerDir = join(dataDir, 'vnc-processes')
       const authDirs = () => readdirSync(ledgerDir).filter((n) => n.endsWith('.auth'))
       expect(authDirs()).toHaveLength(1)
+      // The X cookie lives there too, so the sweep removes it with the password.
+      expect(readdirSync(join(ledgerDir, authDirs()[0]!)).sort()).toEqual(['Xauthority', 'passwd'])
       // …until the next server on the same DATA_DIR starts.
       next = await startTestServer({ DATA_DIR: dataDir })
       await waitFor(() => pids.every((pid) => !processAlive(pid)), 5000, 'the leftovers to be stopped')

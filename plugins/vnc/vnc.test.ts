@@ -9,11 +9,13 @@ import {
   waitFor,
 } from '../../test/helpers.ts'
 import { closeOf, rfbHandshake, sendPointer } from './rfb-client.ts'
+import { desktopOf } from './service.ts'
 
 /** Where the real X pointer is on a display. */
 function pointerOn(display: string): { x: number; y: number } {
   const out = Bun.spawnSync(['xdotool', 'getmouselocation', '--shell'], {
-    env: { ...process.env, DISPLAY: display },
+    // The display takes only Gantry's cookie: a test looking from outside borrows it.
+    env: { ...process.env, DISPLAY: display, XAUTHORITY: desktopOf(server.running.gantry).xauthority },
   })
   const text = out.stdout.toString()
   return { x: Number(/X=(\d+)/.exec(text)?.[1]), y: Number(/Y=(\d+)/.exec(text)?.[1]) }

@@ -10,6 +10,7 @@ import {
   useBrowser,
 } from '../../../test/browser.ts'
 import { ADMIN_KEY, startTestServer, type TestServer } from '../../../test/helpers.ts'
+import { desktopOf } from '../service.ts'
 
 const haveDesktop = ['Xvfb', 'x11vnc', 'display'].every((binary) => Bun.which(binary))
 
@@ -38,7 +39,9 @@ const middlePixel = (page: Page) =>
 /** Paints the X root window of `display` one colour, with ImageMagick's display (a real X client). */
 function paintRoot(display: string, colour: string) {
   // It exits 1 even when it painted; the canvas check below is what tells.
-  Bun.spawnSync(['display', '-display', display, '-window', 'root', `xc:${colour}`])
+  // The display admits only Gantry's cookie (issue 12 item 9): borrow it.
+  const env = { ...process.env, XAUTHORITY: desktopOf(server.running.gantry).xauthority }
+  Bun.spawnSync(['display', '-display', display, '-window', 'root', `xc:${colour}`], { env })
 }
 
 describeBrowser('the /vnc/ viewer', () => {
