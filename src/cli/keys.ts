@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../config.ts'
 import { migrateAll, openStore } from '../core/db.ts'
-import { createApiKey, createUser, listApiKeys, revokeApiKey } from '../core/keys.ts'
+import { createApiKey, findOrCreateUser, listApiKeys, revokeApiKey } from '../core/keys.ts'
 import { createLogger } from '../core/logger.ts'
 
 const usage = `Usage:
@@ -45,10 +45,18 @@ async function main(): Promise<number> {
   try {
     await migrateAll(store, config.databaseUrl, [])
     if (command === 'create') {
-      const role = (values.role ?? 'user') as 'user' | 'admin'
-      const { id } = await createUser(store.db, values.user!, role)
-      const key = await createApiKey(store.db, id, values.name ?? `${values.user}'s key`)
-      console.log(`Created ${role} "${values.user}" with key ${key.id}. The key, shown only now:\n${key.key}`)
+      const wanted = values.role as 'user' | 'admin' | undefined
+      const user = await findOrCreateUser(store.db, values.user!, wanted ?? 'user')
+      if (!user.created && wanted && wanted !== user.role) {
+        // create adds keys; it never changes who someone is.
+        console.error(`User "${values.user}" already exists as ${user.role}; no key was created.`)
+        return 2
+      }
+      const key = await createApiKey(store.db, user.id, values.name ?? `${values.user}'s key`)
+      const who = user.created
+        ? `Created ${user.role} "${values.user}" with key ${key.id}.`
+        : `Added key ${key.id} for the existing ${user.role} "${values.user}".`
+      console.log(`${who} The key, shown only now:\n${key.key}`)
     } else if (command === 'list') {
       const keys = await listApiKeys(store.db)
       for (const k of keys)

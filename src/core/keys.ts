@@ -77,6 +77,31 @@ export async function createUser(db: Database, name: string, role: Role = 'user'
   return { id }
 }
 
+/**
+ * The user called `name`, created with `role` only when there is none yet: a second key for alice belongs to
+ * the alice who owns the tasks and sessions, not to a new user of the same name. The advisory lock keeps two
+ * concurrent calls from both creating her.
+ */
+export async function findOrCreateUser(
+  db: Database,
+  name: string,
+  role: Role = 'user',
+): Promise<{ id: string; role: Role; created: boolean }> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`gantry.users:${name}`}))`)
+    const [existing] = await tx
+      .select({ id: users.id, role: users.role })
+      .from(users)
+      .where(eq(users.name, name))
+      .orderBy(users.createdAt)
+      .limit(1)
+    if (existing) return { ...existing, created: false }
+    const id = newId('usr', 9)
+    await tx.insert(users).values({ id, name, role })
+    return { id, role, created: true }
+  })
+}
+
 /** Creates a key for a user and returns it: the only time the whole key is ever seen. */
 export async function createApiKey(
   db: Database,
