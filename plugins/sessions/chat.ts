@@ -1,5 +1,6 @@
 import { and, eq, isNull } from 'drizzle-orm'
 import type { Gantry } from '../../src/core/context.ts'
+import type { Executor } from '../../src/core/db.ts'
 import { HttpError, NotFound, Unprocessable } from '../../src/core/errors.ts'
 import { enqueueJob, getJob, requestJobCancel } from '../../src/core/jobs.ts'
 import { newId, type Principal } from '../../src/core/keys.ts'
@@ -69,7 +70,7 @@ export async function startChat(
       .where(eq(chatSessions.id, session.id))
     if (!current) throw NotFound(`Session ${session.id}`)
     if (current.active && (await activeIsStale(gantry, current.active))) {
-      await releaseSession(gantry, session.id, current.active)
+      await releaseSession(gantry.db, session.id, current.active)
       claimed = await claim()
     }
     if (!claimed.length) throw Busy(session.id, current.active ?? 'unknown')
@@ -110,14 +111,14 @@ export async function startChat(
     })
     return { userMessageId, assistantMessageId, since }
   } catch (err) {
-    await releaseSession(gantry, session.id, assistantMessageId).catch(() => {})
+    await releaseSession(gantry.db, session.id, assistantMessageId).catch(() => {})
     throw err
   }
 }
 
 /** Frees the session for the next generation (only if `messageId` still holds it). */
-export async function releaseSession(gantry: Gantry, sessionId: string, messageId: string): Promise<void> {
-  await gantry.db
+export async function releaseSession(db: Executor, sessionId: string, messageId: string): Promise<void> {
+  await db
     .update(chatSessions)
     .set({ activeMessageId: null, lastActivityAt: new Date() })
     .where(and(eq(chatSessions.id, sessionId), eq(chatSessions.activeMessageId, messageId)))
@@ -138,7 +139,7 @@ export async function cancelChat(gantry: Gantry, session: SessionRow): Promise<s
       .update(chatMessages)
       .set({ status: 'incomplete', incomplete: true, completedAt: new Date() })
       .where(and(eq(chatMessages.id, active), eq(chatMessages.status, 'pending')))
-    await releaseSession(gantry, session.id, active)
+    await releaseSession(gantry.db, session.id, active)
     await gantry.events
       .append(session.id, 'response', {
         message_id: active,

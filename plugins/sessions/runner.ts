@@ -1,7 +1,14 @@
 import { and, asc, eq, inArray, lt } from 'drizzle-orm'
 import type { Message } from 'ollama'
 import type { Gantry } from '../../src/core/context.ts'
-import { abortReasonOf, type ClaimedJob, type JobOutcome, JobRunner } from '../../src/core/jobs.ts'
+import {
+  abortReasonOf,
+  type ClaimedJob,
+  type Fence,
+  type JobContext,
+  type JobOutcome,
+  JobRunner,
+} from '../../src/core/jobs.ts'
 import { type Agent, BUILTIN_AGENTS, findAgent } from './agents.ts'
 import { CHAT_JOB_KIND, type ChatJobPayload, releaseSession } from './chat.ts'
 import { type ConverseEvent, converse, GenerationError, type Metrics } from './generation.ts'
@@ -15,7 +22,8 @@ export const CHAT_CONCURRENCY = 128
  * Deltas go to the event log in small batches: the first token of a quiet stream is appended at once (no
  * added latency), and tokens that arrive while that append is being committed are merged into the next one.
  * Under load a batch grows to whatever arrived during one commit; consecutive deltas of one kind become one
- * event. Answer deltas are `content` events, reasoning deltas `reasoning` events.
+ * event. Answer deltas are `content` events, reasoning deltas `reasoning` events. Every append carries the
+ * job's fence; once one is refused (another instance took the answer over) nothing more is sent.
  */
 class EventBatcher {
   private pending: { type: string; data: Record<string, unknown> }[] = []
@@ -25,9 +33,11 @@ class EventBatcher {
   constructor(
     private readonly gantry: Gantry,
     private readonly stream: string,
+    private readonly fence: Fence,
   ) {}
 
   push(type: string, data: Record<string, unknown>): void {
+    if (this.failure) return // a refused write is never retried
     const last = this.pending.at(-1)
     if (last && last.type === type && (type === 'content' || type === 'reasoning'))
       last.data.content = `${last.data.content}${data.content}`
@@ -40,7 +50,7 @@ class EventBatcher {
       while (this.pending.length) {
         const batch = this.pending
         this.pending = []
-        await this.gantry.events.appendMany(this.stream, batch)
+        await this.gantry.events.appendMany(this.stream, batch, { fence: this.fence })
       }
     } catch (err) {
       this.failure ??= err
@@ -110,7 +120,7 @@ async function history(gantry: Gantry, sessionId: string, beforeSeq: number, sys
 export async function runGeneration(
   gantry: Gantry,
   job: ClaimedJob<ChatJobPayload>,
-  ctx: { signal: AbortSignal },
+  ctx: Pick<JobContext, 'signal' | 'fence' | 'fenced'>,
 ): Promise<JobOutcome | undefined> {
   const p = job.payload
   const messageId = p.assistant_message_id
@@ -118,7 +128,7 @@ export async function runGeneration(
   const [message] = await gantry.db.select().from(chatMessages).where(eq(chatMessages.id, messageId))
   if (!session || !message) return { status: 'cancelled' } // deleted meanwhile
   if (message.status !== 'pending' && message.status !== 'streaming') {
-    await releaseSession(gantry, session.id, messageId)
+    await ctx.fenced((tx) => releaseSession(tx, session.id, messageId))
     return { status: 'succeeded' }
   }
   const agent: Agent = (await findAgent(gantry, session.userId, p.agent)) ?? (BUILTIN_AGENTS[0] as Agent)
@@ -126,7 +136,7 @@ export async function runGeneration(
   const systemPrompt = session.systemPrompt ?? agent.systemPrompt
   const messages = await history(gantry, session.id, message.seq, systemPrompt)
   const stream = session.id
-  const out = new EventBatcher(gantry, stream)
+  const out = new EventBatcher(gantry, stream, ctx.fence)
   const emit = (type: string, data: Record<string, unknown> = {}) =>
     out.push(type, { message_id: messageId, ...data })
 
@@ -137,7 +147,7 @@ export async function runGeneration(
   if (done.end) {
     // The answer ended and was sent; only its row was not written. Write it from the log.
     const { type, data } = done.end
-    await storeAnswer(gantry, session.id, messageId, model, done, {
+    await storeAnswer(ctx, session.id, messageId, model, done, {
       status: type === 'response' && !data.incomplete ? 'complete' : done.content ? 'incomplete' : 'failed',
       failure: type === 'error' ? new GenerationError(data.code, data.message) : undefined,
       metrics: data.metrics,
@@ -166,10 +176,9 @@ export async function runGeneration(
       message: 'The instance generating this answer stopped; another one continues it.',
     })
   } else {
-    await gantry.db
-      .update(chatMessages)
-      .set({ status: 'streaming', model })
-      .where(eq(chatMessages.id, messageId))
+    await ctx.fenced((tx) =>
+      tx.update(chatMessages).set({ status: 'streaming', model }).where(eq(chatMessages.id, messageId)),
+    )
   }
 
   const answer: Progress = { ...done, toolCalls: [...done.toolCalls], toolResults: [...done.toolResults] }
@@ -219,7 +228,9 @@ export async function runGeneration(
     })
   // The end is in the log before the row says so: whoever reads a finished message finds its events there.
   await out.flush().catch(() => {}) // deleted session: nowhere to write, nothing to keep
-  await storeAnswer(gantry, session.id, messageId, model, answer, {
+  // A refused append aborted the signal: the answer belongs to another attempt now, which stores it.
+  if (abortReasonOf(ctx.signal) === 'lease_lost') return { status: 'released' }
+  await storeAnswer(ctx, session.id, messageId, model, answer, {
     status: complete ? 'complete' : answer.content || cancelled ? 'incomplete' : 'failed',
     failure,
     metrics,
@@ -230,9 +241,12 @@ export async function runGeneration(
     : { status: 'succeeded' }
 }
 
-/** Stores the finished answer and frees the session in one transaction: the next chat sees this answer. */
+/**
+ * Stores the finished answer and frees the session in one fenced transaction: the next chat sees this answer,
+ * and an attempt that was taken over stores nothing.
+ */
 async function storeAnswer(
-  gantry: Gantry,
+  ctx: Pick<JobContext, 'fenced'>,
   sessionId: string,
   messageId: string,
   model: string,
@@ -240,7 +254,7 @@ async function storeAnswer(
   end: { status: 'complete' | 'incomplete' | 'failed'; failure?: GenerationError; metrics?: Metrics | null },
 ): Promise<void> {
   const { metrics, failure } = end
-  await gantry.db.transaction(async (tx) => {
+  await ctx.fenced(async (tx) => {
     await tx
       .update(chatMessages)
       .set({

@@ -11,12 +11,17 @@
  *   latency, never an event — on reconnect every open stream is read up again.
  * - `subscribe(stream, afterSeq)` replays from the table, then goes live; each subscriber keeps a cursor, so
  *   at the seam nothing is missed and nothing is repeated.
+ * - Appends a job makes carry its fence (`{ fence: ctx.fence }`, see src/core/jobs.ts). The flush statement
+ *   takes those jobs' rows FOR SHARE and admits a fenced event only while its job still holds that epoch and
+ *   owner; the events of a fenced attempt are left out of the batch as a whole (no seq is spent on them) and
+ *   their appends reject with `LeaseLostError`, while every other append in the same flush commits as usual.
  *
  * Delivered `StoredEvent` objects are shared by every subscriber of a stream: treat them as read-only.
  */
 import { sql } from 'drizzle-orm'
 import { type Database, isDatabaseUnavailable, type Store } from './db.ts'
 import { NotFound } from './errors.ts'
+import { type Fence, LeaseLostError } from './jobs.ts'
 import type { Logger } from './logger.ts'
 
 export const EVENTS_CHANNEL = 'gantry_events'
@@ -62,14 +67,26 @@ export interface Subscription {
   close(): void
 }
 
+export interface AppendOptions {
+  /** The appending job's attempt: the events commit only while it still holds the job (see jobs.ts). */
+  fence?: Fence
+}
+
 export interface EventLog {
   /** Registers a stream and its owner (a user id) — tasks call it when a task is created, sessions when a session is. Idempotent. */
   createStream(stream: string, ownerId: string, kind: StreamKind): Promise<void>
   /** The owner and kind of a stream, or undefined if it does not exist. Used for auth before WS upgrades and SSE. */
   streamInfo(stream: string): Promise<StreamInfo | undefined>
-  /** Appends one event; batched with others in a short flush window; resolves after COMMIT with the assigned seq. */
-  append(stream: string, type: string, data?: unknown): Promise<StoredEvent>
-  appendMany(stream: string, events: { type: string; data?: unknown }[]): Promise<StoredEvent[]>
+  /**
+   * Appends one event; batched with others in a short flush window; resolves after COMMIT with the assigned seq.
+   * With a fence, rejects with `LeaseLostError` (committing nothing) when that job attempt was taken over.
+   */
+  append(stream: string, type: string, data?: unknown, options?: AppendOptions): Promise<StoredEvent>
+  appendMany(
+    stream: string,
+    events: { type: string; data?: unknown }[],
+    options?: AppendOptions,
+  ): Promise<StoredEvent[]>
   /** Marks a stream finished (task done/failed/cancelled): SSE log streams then send `event: end` after the last event. */
   finishStream(stream: string): Promise<void>
   /** Events with seq > afterSeq, in order, at most `limit` (default 1000). */
@@ -118,6 +135,7 @@ interface Doorbell {
 
 interface PendingAppend {
   stream: string
+  fence?: Fence
   rows: { type: string; data: string }[]
   resolve(events: StoredEvent[]): void
   reject(err: unknown): void
@@ -494,12 +512,16 @@ export class PgEventLog implements EventLogService {
     return { events, bytes }
   }
 
-  async append(stream: string, type: string, data?: unknown): Promise<StoredEvent> {
-    const [event] = await this.appendMany(stream, [{ type, data }])
+  async append(stream: string, type: string, data?: unknown, options?: AppendOptions): Promise<StoredEvent> {
+    const [event] = await this.appendMany(stream, [{ type, data }], options)
     return event!
   }
 
-  appendMany(stream: string, events: { type: string; data?: unknown }[]): Promise<StoredEvent[]> {
+  appendMany(
+    stream: string,
+    events: { type: string; data?: unknown }[],
+    options: AppendOptions = {},
+  ): Promise<StoredEvent[]> {
     if (this.closed) return Promise.reject(new Error('The event log is closed (server shutting down).'))
     if (!events.length) return Promise.resolve([])
     let rows: PendingAppend['rows']
@@ -509,7 +531,7 @@ export class PgEventLog implements EventLogService {
       return Promise.reject(new TypeError(`Event data must be JSON-serialisable: ${(err as Error).message}`))
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ stream, rows, resolve, reject })
+      this.queue.push({ stream, fence: options.fence, rows, resolve, reject })
       this.queuedEvents += rows.length
       this.schedule()
     })
@@ -629,34 +651,49 @@ export class PgEventLog implements EventLogService {
   }
 
   /**
-   * One statement, so one round trip, run as its own transaction: lock the streams in id order (no deadlock
-   * between instances), bump their heads, insert the events at the seqs that leaves free, and ring the doorbell.
-   * Every event of a stream in this batch gets head+1, head+2… in batch order, under the stream's row lock.
+   * One statement, so one round trip, run as its own transaction: take the fenced jobs' rows FOR SHARE and keep
+   * only the events whose attempt still holds its job, lock the streams in id order (no deadlock between
+   * instances), bump their heads, insert the events at the seqs that leaves free, and ring the doorbell.
+   * Every admitted event of a stream gets head+1, head+2… in batch order, under the stream's row lock.
    */
   private async commit(batch: PendingAppend[]): Promise<Map<PendingAppend, StoredEvent[]>> {
     const timestamp = new Date().toISOString()
     const ords = new Map<string, number>()
     const input: string[] = []
-    const placed: { pending: PendingAppend; ords: number[] }[] = []
     for (const pending of batch) {
-      const mine: number[] = []
+      const f = pending.fence
+      const fence = f
+        ? `"job":${JSON.stringify(f.jobId)},"epoch":${Number(f.epoch)},"owner":${JSON.stringify(f.owner)}`
+        : '"job":null'
       for (const row of pending.rows) {
         const ord = (ords.get(pending.stream) ?? 0) + 1
         ords.set(pending.stream, ord)
-        mine.push(ord)
         input.push(
-          `{"stream":${JSON.stringify(pending.stream)},"ord":${ord},"type":${JSON.stringify(row.type)},"data":${row.data}}`,
+          `{"stream":${JSON.stringify(pending.stream)},"ord":${ord},${fence},"type":${JSON.stringify(row.type)},"data":${row.data}}`,
         )
       }
-      placed.push({ pending, ords: mine })
     }
-    const heads = rowsOf<{ id: string; base: number }>(
+    const [result] = rowsOf<{ held: string | null; heads: string | null }>(
       await this.db.execute(sql`
         with input as (
           select * from jsonb_to_recordset(${`[${input.join(',')}]`}::text::jsonb)
-            as x(stream text, ord int, type text, data jsonb)
+            as x(stream text, ord int, job text, epoch int, owner text, type text, data jsonb)
+        ), held as (
+          -- FOR SHARE returns the row as it is once locked: a claim committed meanwhile is seen, and a claim
+          -- that comes later waits (or skips the row) until these events are committed.
+          select j.id, j.lease_epoch, j.lease_owner, j.status from jobs j
+           where j.id in (select job from input where job is not null)
+           order by j.id
+             for share of j
+        ), admitted as (
+          select i.stream, i.type, i.data, row_number() over (partition by i.stream order by i.ord)::int as ord
+            from input i
+           where i.job is null
+              or exists (select 1 from held h
+                          where h.id = i.job and h.lease_epoch = i.epoch and h.lease_owner = i.owner
+                            and h.status = 'running')
         ), counts as (
-          select stream, count(*)::int as n from input group by stream
+          select stream, count(*)::int as n from admitted group by stream
         ), locked as (
           select s.id from event_streams s join counts c on c.stream = s.id order by s.id for update of s
         ), bumped as (
@@ -666,24 +703,40 @@ export class PgEventLog implements EventLogService {
           returning s.id, s.head - c.n as base, s.head as head
         ), inserted as (
           insert into events (stream, seq, type, data, created_at)
-          select i.stream, b.base + i.ord, i.type, i.data, ${timestamp}::timestamptz
-            from input i join bumped b on b.id = i.stream
+          select a.stream, b.base + a.ord, a.type, a.data, ${timestamp}::timestamptz
+            from admitted a join bumped b on b.id = a.stream
           returning 1
         ), bell as (
           select json_build_object('from', ${this.instance}::text, 'heads', json_object_agg(id, head))::text as heads
-            from bumped
+            from bumped having count(*) > 0
+        ), rang as (
+          select pg_notify(${EVENTS_CHANNEL},
+                   case when octet_length(bell.heads) > ${DOORBELL_MAX_BYTES}
+                        then json_build_object('from', ${this.instance}::text, 'all', true)::text
+                        else bell.heads end)
+            from bell
         )
-        select b.id, b.base,
+        select (select json_agg(json_build_array(h.id, h.lease_epoch, h.lease_owner, h.status)) from held h)::text
+                 as held,
+               (select json_object_agg(b.id, b.base) from bumped b)::text as heads,
                (select count(*) from inserted) as inserted,
-               pg_notify(${EVENTS_CHANNEL},
-                 case when octet_length(bell.heads) > ${DOORBELL_MAX_BYTES}
-                      then json_build_object('from', ${this.instance}::text, 'all', true)::text
-                      else bell.heads end)
-          from bumped b, bell`),
+               (select count(*) from rang) as rang`),
     )
-    const bases = new Map(heads.map((r) => [r.id, Number(r.base)]))
+    const bases = new Map(Object.entries(JSON.parse(result?.heads ?? 'null') ?? {}) as [string, number][])
+    const holding = new Set(
+      ((JSON.parse(result?.held ?? 'null') ?? []) as [string, number, string | null, string][])
+        .filter(([, , , status]) => status === 'running')
+        .map(([id, epoch, owner]) => `${id}\n${epoch}\n${owner}`),
+    )
+    const admitted = (f: Fence | undefined) => !f || holding.has(`${f.jobId}\n${f.epoch}\n${f.owner}`)
     const committed = new Map<PendingAppend, StoredEvent[]>()
-    for (const { pending, ords: mine } of placed) {
+    const next = new Map<string, number>()
+    for (const pending of batch) {
+      if (!admitted(pending.fence)) {
+        pending.fence!.onFenced?.()
+        pending.reject(new LeaseLostError(pending.fence!.jobId))
+        continue
+      }
       const base = bases.get(pending.stream)
       if (base === undefined) {
         pending.reject(NotFound(`Event stream ${pending.stream}`))
@@ -691,13 +744,17 @@ export class PgEventLog implements EventLogService {
       }
       committed.set(
         pending,
-        pending.rows.map((row, i) => ({
-          stream: pending.stream,
-          seq: base + mine[i]!,
-          type: row.type,
-          data: JSON.parse(row.data),
-          timestamp,
-        })),
+        pending.rows.map((row) => {
+          const ord = (next.get(pending.stream) ?? 0) + 1
+          next.set(pending.stream, ord)
+          return {
+            stream: pending.stream,
+            seq: Number(base) + ord,
+            type: row.type,
+            data: JSON.parse(row.data),
+            timestamp,
+          }
+        }),
       )
     }
     return committed

@@ -17,6 +17,12 @@
  *   `cancelled` abort it becomes cancelled; any other throw fails the job with the error's message.
  * - `requestJobCancel(store, id)`: a queued job is cancelled at once; a running one is marked and the doorbell
  *   reaches the instance running it (within milliseconds; the heartbeat re-checks as a backstop).
+ * - Fencing: every claim bumps the job's `lease_epoch`, and `ctx.fence` names this attempt. A write the job
+ *   makes commits only while the row still holds that epoch and owner, checked in the write's own
+ *   transaction: events through `events.append(…, { fence })`, rows through `ctx.fenced(tx => …)`,
+ *   checkpoints and the job's end here. A worker paused past its lease (SIGSTOP, a long GC, a stalled VM)
+ *   whose job was claimed again finds its next write refused: the write throws `LeaseLostError`, `ctx.signal`
+ *   aborts with `lease_lost` at once, and nothing it does after that reaches the database.
  *
  * @example
  * const runner = new JobRunner(gantry.store, gantry.log, {
@@ -27,6 +33,7 @@
  * await enqueueJob(gantry.store, { id: 'task-1', kind: 'task', ownerId: user.userId, payload: { prompt } })
  */
 import { hostname } from 'node:os'
+import { sql } from 'drizzle-orm'
 import type { Executor, Store } from './db.ts'
 import type { Logger } from './logger.ts'
 import { jobs } from './schema.ts'
@@ -55,6 +62,19 @@ export interface ClaimedJob<P = any, C = any> {
   createdAt: Date
   /** The claim time of this attempt (by the database clock). */
   claimedAt: Date
+  /** This attempt's fencing token (`jobs.lease_epoch` after the claim). */
+  epoch: number
+}
+
+/**
+ * Names one attempt of a job: its writes commit only while `jobs.lease_epoch = epoch and lease_owner = owner`
+ * (and the job is running). `onFenced` is called when a write was refused, so the worker stops at once.
+ */
+export interface Fence {
+  jobId: string
+  epoch: number
+  owner: string
+  onFenced?: () => void
 }
 
 export type AbortReason = 'cancelled' | 'shutdown' | 'lease_lost'
@@ -80,6 +100,13 @@ export interface JobContext<C = any> {
   /** Saves resumable progress; only the lease holder can. */
   checkpoint(state: C): Promise<void>
   instanceId: string
+  /** This attempt's fencing token: pass it with every event the job appends. */
+  fence: Fence
+  /**
+   * Runs `work` in a transaction that first takes the job row FOR SHARE and checks the fence: a takeover cannot
+   * commit between the check and the writes. Throws `LeaseLostError` (and aborts `signal`) when fenced.
+   */
+  fenced<T>(work: (tx: Executor) => Promise<T>): Promise<T>
 }
 
 export type JobOutcome =
@@ -135,6 +162,7 @@ export async function enqueueJob(store: Store, job: NewJob): Promise<void> {
 
 interface JobRow {
   id: string
+  lease_epoch: number
   kind: string
   owner_id: string
   status: JobStatus
@@ -171,11 +199,12 @@ export async function claimJobs(
      )
      update jobs j
         set status = 'running', lease_owner = $3, lease_expires_at = now() + $4::int * interval '1 millisecond',
-            attempts = j.attempts + 1, started_at = coalesce(j.started_at, now())
+            attempts = j.attempts + 1, started_at = coalesce(j.started_at, now()),
+            lease_epoch = j.lease_epoch + 1
        from next
       where j.id = next.id
      returning j.id, j.kind, j.owner_id, j.payload, j.checkpoint, j.attempts, j.created_at,
-               j.cancel_requested_at, now() as claimed_at`,
+               j.cancel_requested_at, j.lease_epoch, now() as claimed_at`,
     [kind, limit, owner, leaseMs],
   )
   return rows
@@ -188,36 +217,58 @@ export async function claimJobs(
       attempts: Number(r.attempts),
       createdAt: asDate(r.created_at),
       claimedAt: asDate(r.claimed_at),
+      epoch: Number(r.lease_epoch),
       cancelRequested: r.cancel_requested_at !== null,
     }))
     .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id))
 }
 
-/** Puts a job this owner holds back in the queue, keeping its checkpoint. */
-export async function releaseJob(store: Store, id: string, owner: string): Promise<boolean> {
+/** Puts a job this attempt holds back in the queue, keeping its checkpoint. */
+export async function releaseJob(store: Store, id: string, owner: string, epoch: number): Promise<boolean> {
   const rows = await store.query(
     `update jobs set status = 'queued', lease_owner = null, lease_expires_at = null
-      where id = $1 and lease_owner = $2 and status = 'running' returning id`,
-    [id, owner],
+      where id = $1 and lease_owner = $2 and lease_epoch = $3 and status = 'running' returning id`,
+    [id, owner, epoch],
   )
   return rows.length > 0
 }
 
-/** Marks a job this owner holds as finished. */
+/** Marks a job this attempt holds as finished. */
 async function finishJob(
   store: Store,
-  id: string,
-  owner: string,
+  fence: Fence,
   status: 'succeeded' | 'failed' | 'cancelled',
   error?: string,
 ): Promise<boolean> {
   const rows = await store.query(
-    `update jobs set status = $3, error = $4, finished_at = now(), lease_owner = null, lease_expires_at = null
-      where id = $1 and lease_owner = $2 and status = 'running' returning id`,
-    [id, owner, status, error ?? null],
+    `update jobs set status = $4, error = $5, finished_at = now(), lease_owner = null, lease_expires_at = null
+      where id = $1 and lease_owner = $2 and lease_epoch = $3 and status = 'running' returning id`,
+    [fence.jobId, fence.owner, fence.epoch, status, error ?? null],
   )
   return rows.length > 0
 }
+
+/**
+ * Takes the job row FOR SHARE inside `tx` and checks the fence. Held to the end of the transaction, the lock
+ * makes a claim wait (or skip the row) until this transaction's writes are committed, and a claim that
+ * committed first makes the check fail: so no write of an old attempt lands after a new attempt began.
+ */
+export async function holdLease(tx: Executor, fence: Fence): Promise<void> {
+  const rows = rowsOf(
+    await tx.execute(sql`
+      select 1 from jobs
+       where id = ${fence.jobId} and lease_epoch = ${fence.epoch} and lease_owner = ${fence.owner}
+         and status = 'running'
+       for share`),
+  )
+  if (rows.length === 0) {
+    fence.onFenced?.()
+    throw new LeaseLostError(fence.jobId)
+  }
+}
+
+const rowsOf = (result: unknown): unknown[] =>
+  Array.isArray(result) ? result : ((result as { rows?: unknown[] }).rows ?? [])
 
 export interface JobState {
   id: string
@@ -359,7 +410,8 @@ export class JobRunner<P = any, C = any> {
     if (timedOut) {
       // A handler that ignores its signal must not keep the job hostage: hand it back to the queue.
       this.log.warn({ jobs: this.running, kind: this.kind }, 'jobs did not stop in time; releasing them')
-      for (const id of this.active.keys()) await releaseJob(this.store, id, this.instanceId).catch(() => {})
+      for (const a of this.active.values())
+        await releaseJob(this.store, a.job.id, this.instanceId, a.job.epoch).catch(() => {})
     }
   }
 
@@ -388,7 +440,7 @@ export class JobRunner<P = any, C = any> {
           const free = this.concurrency - this.active.size
           const claimed = await claimJobs(this.store, this.kind, free, this.instanceId, this.leaseMs)
           if (this.stopped) {
-            for (const job of claimed) await releaseJob(this.store, job.id, this.instanceId)
+            for (const job of claimed) await releaseJob(this.store, job.id, this.instanceId, job.epoch)
             return
           }
           for (const job of claimed) this.launch(job)
@@ -409,27 +461,45 @@ export class JobRunner<P = any, C = any> {
     const active = { job: claimed, controller, finishing: false } as ActiveJob
     this.active.set(job.id, active)
     active.done = this.execute(active).finally(() => {
-      this.active.delete(job.id)
+      // This instance may have claimed the job again meanwhile (its own lease ran out): that attempt stays.
+      if (this.active.get(job.id) === active) this.active.delete(job.id)
       void this.fill()
     })
   }
 
   private async execute(active: ActiveJob): Promise<void> {
     const { job, controller } = active
+    const fence: Fence = {
+      jobId: job.id,
+      epoch: job.epoch,
+      owner: this.instanceId,
+      // Refused once, refused forever (epochs only grow): stop the model request, the test run, the handler.
+      onFenced: () => {
+        if (controller.signal.aborted) return
+        this.log.warn({ job: job.id, epoch: job.epoch }, 'job taken over by another attempt; stopping')
+        controller.abort(new JobAbort('lease_lost'))
+      },
+    }
     const ctx: JobContext<C> = {
       signal: controller.signal,
       instanceId: this.instanceId,
+      fence,
       checkpoint: async (state) => {
         const rows = await this.store.query(
-          `update jobs set checkpoint = $3::jsonb
-            where id = $1 and lease_owner = $2 and status = 'running' returning id`,
-          [job.id, this.instanceId, JSON.stringify(state)],
+          `update jobs set checkpoint = $4::jsonb
+            where id = $1 and lease_owner = $2 and lease_epoch = $3 and status = 'running' returning id`,
+          [job.id, this.instanceId, job.epoch, JSON.stringify(state)],
         )
         if (rows.length === 0) {
-          this.abort(job.id, 'lease_lost')
+          fence.onFenced?.()
           throw new LeaseLostError(job.id)
         }
       },
+      fenced: (work) =>
+        this.store.db.transaction(async (tx) => {
+          await holdLease(tx, fence)
+          return work(tx)
+        }),
     }
     let outcome: JobOutcome
     try {
@@ -448,14 +518,13 @@ export class JobRunner<P = any, C = any> {
     try {
       if (abortReasonOf(controller.signal) === 'lease_lost') return // someone else's now
       if (outcome.status === 'released') {
-        await releaseJob(this.store, job.id, this.instanceId)
+        await releaseJob(this.store, job.id, this.instanceId, job.epoch)
         // Another instance may be idle: tell it there is work (unless we are the only one and stopping).
         await ringJobs(this.store, this.kind).catch(() => {})
       } else
         await finishJob(
           this.store,
-          job.id,
-          this.instanceId,
+          fence,
           outcome.status,
           outcome.status === 'failed' ? outcome.error : undefined,
         )
@@ -467,15 +536,23 @@ export class JobRunner<P = any, C = any> {
   /** Renews the leases of running jobs; notices cancellations and leases another instance took over. */
   private async heartbeat(): Promise<void> {
     if (this.active.size === 0 || this.stopped) return
-    const ids = [...this.active.values()].filter((a) => !a.finishing).map((a) => a.job.id)
+    const held = [...this.active.values()].filter((a) => !a.finishing).map((a) => a.job)
+    const ids = held.map((j) => j.id)
     if (ids.length === 0) return
     try {
+      // Only this attempt's lease is renewed (epoch too: this instance may have claimed the job again since),
+      // locking rows in id order as the event log's flush does, so the two never deadlock.
       const rows = await this.store.query<{ id: string; cancel_requested_at: Date | null }>(
         `update jobs set lease_expires_at = now() + $3::int * interval '1 millisecond'
-          where lease_owner = $1 and status = 'running'
-            and id in (select jsonb_array_elements_text($2::jsonb))
+          where id in (
+            select j.id from jobs j
+              join jsonb_to_recordset($2::jsonb) as mine(id text, epoch int)
+                on mine.id = j.id and mine.epoch = j.lease_epoch
+             where j.lease_owner = $1 and j.status = 'running'
+             order by j.id
+               for update of j)
           returning id, cancel_requested_at`,
-        [this.instanceId, JSON.stringify(ids), this.leaseMs],
+        [this.instanceId, JSON.stringify(held.map((j) => ({ id: j.id, epoch: j.epoch }))), this.leaseMs],
       )
       const renewed = new Map(rows.map((r) => [r.id, r]))
       for (const id of ids) {

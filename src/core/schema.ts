@@ -105,6 +105,12 @@ export const jobs = pgTable(
     checkpoint: jsonb('checkpoint'),
     attempts: integer('attempts').notNull().default(0),
     leaseOwner: text('lease_owner'),
+    /**
+     * The fencing token: bumped by every claim, so each attempt of a job has its own. A write the job makes
+     * commits only while the row still holds that attempt's epoch (and owner): a worker paused past its
+     * lease finds its writes refused once another attempt has claimed the job.
+     */
+    leaseEpoch: integer('lease_epoch').notNull().default(0),
     leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
     cancelRequestedAt: timestamp('cancel_requested_at', { withTimezone: true }),
     error: text('error'),

@@ -8,6 +8,7 @@ import type { Gantry } from '../../../src/core/context.ts'
 import {
   abortReasonOf,
   type ClaimedJob,
+  type Fence,
   type JobContext,
   type JobOutcome,
   LeaseLostError,
@@ -70,6 +71,7 @@ class Guidance {
   constructor(
     private readonly gantry: Gantry,
     private readonly taskId: string,
+    private readonly fence: Fence,
   ) {}
 
   /** Reads what arrived since the last model call and marks it applied; returns all guidance in effect. */
@@ -95,11 +97,12 @@ class Guidance {
       if (this.applied.has(r.seq)) continue
       this.applied.add(r.seq)
       this.active.push(r.guidance)
-      await this.gantry.events.append(this.taskId, 'INTERVENTION_APPLIED', {
-        guidance: r.guidance,
-        received_seq: r.seq,
-        step,
-      })
+      await this.gantry.events.append(
+        this.taskId,
+        'INTERVENTION_APPLIED',
+        { guidance: r.guidance, received_seq: r.seq, step },
+        { fence: this.fence },
+      )
     }
     return [...this.active]
   }
@@ -112,21 +115,31 @@ export async function runTask(
   ctx: JobContext<TaskCheckpoint>,
 ): Promise<JobOutcome> {
   const { gantry } = deps
-  const { db, events } = gantry
+  const { events } = gantry
   const taskId = job.id
   const p = job.payload
-  const emit = (type: string, data: unknown) => events.append(taskId, type, data)
+  // Every write carries this attempt's fence: once another attempt holds the task, none of them commits.
+  const emit = (type: string, data: unknown) => events.append(taskId, type, data, { fence: ctx.fence })
   const log = (level: 'INFO' | 'WARN' | 'ERROR', message: string) => emit('LOG', { level, message })
   const setTask = (values: Partial<typeof tasks.$inferInsert>) =>
-    db.update(tasks).set(values).where(eq(tasks.id, taskId))
+    ctx.fenced((tx) => tx.update(tasks).set(values).where(eq(tasks.id, taskId)))
+  const setModule = (index: number, values: Partial<typeof taskModules.$inferInsert>) =>
+    ctx.fenced((tx) =>
+      tx
+        .update(taskModules)
+        .set(values)
+        .where(and(eq(taskModules.taskId, taskId), eq(taskModules.position, index))),
+    )
   let currentModule: string | null = null
 
   try {
     const cp: TaskCheckpoint = job.checkpoint ?? { started: false, completed: [] }
-    await db
-      .update(tasks)
-      .set({ status: 'running', startedAt: sql`coalesce(${tasks.startedAt}, now())` })
-      .where(eq(tasks.id, taskId))
+    await ctx.fenced((tx) =>
+      tx
+        .update(tasks)
+        .set({ status: 'running', startedAt: sql`coalesce(${tasks.startedAt}, now())` })
+        .where(eq(tasks.id, taskId)),
+    )
     if (!cp.started) {
       await emit('TASK_STARTED', { goal: p.prompt, model: p.model, max_iterations: p.maxIterations })
       await log('INFO', 'Task started')
@@ -142,7 +155,7 @@ export async function runTask(
     const model = new TaskModel(gantry.config.ollamaHost, ctx.signal, deps.retry ?? DEFAULT_RETRY, (m) => {
       void log('WARN', m).catch(() => {})
     })
-    const guidance = new Guidance(gantry, taskId)
+    const guidance = new Guidance(gantry, taskId, ctx.fence)
     const maxMalformed = deps.maxMalformed ?? 3
 
     /** Asks until the reply parses, feeding each problem back; fails the task after `maxMalformed` tries. */
@@ -178,7 +191,7 @@ export async function runTask(
       await log('INFO', `Planning with ${p.model}`)
       plan = await ask('planning', PLAN_SCHEMA, (g) => planMessages(promptContext(g)), parsePlan)
       const planned = plan
-      await db.transaction(async (tx) => {
+      await ctx.fenced(async (tx) => {
         await tx.delete(taskModules).where(eq(taskModules.taskId, taskId))
         await tx.insert(taskModules).values(
           planned.modules.map((m, position) => ({
@@ -201,7 +214,7 @@ export async function runTask(
       await ctx.checkpoint(cp)
     }
 
-    const rows = await db
+    const rows = await gantry.db
       .select()
       .from(taskModules)
       .where(eq(taskModules.taskId, taskId))
@@ -215,10 +228,7 @@ export async function runTask(
       if (cp.completed.includes(module.name)) continue
       currentModule = module.name
       await setTask({ currentModule: module.name, iteration: 0 })
-      await db
-        .update(taskModules)
-        .set({ status: 'running' })
-        .where(and(eq(taskModules.taskId, taskId), eq(taskModules.position, index)))
+      await setModule(index, { status: 'running' })
       await emit('MODULE_STARTED', {
         module: `${module.name}.ts`,
         index: index + 1,
@@ -227,17 +237,14 @@ export async function runTask(
       await log('INFO', `Generating ${module.name}.ts...`)
 
       const built = await buildModule(module, plan)
-      await db
-        .update(taskModules)
-        .set({
-          status: 'complete',
-          code: built.code,
-          tests: built.tests,
-          qualityScore: built.quality,
-          testReport: built.report,
-          iterations: built.iterations,
-        })
-        .where(and(eq(taskModules.taskId, taskId), eq(taskModules.position, index)))
+      await setModule(index, {
+        status: 'complete',
+        code: built.code,
+        tests: built.tests,
+        qualityScore: built.quality,
+        testReport: built.report,
+        iterations: built.iterations,
+      })
       done.push({ name: module.name, code: built.code })
       cp.completed.push(module.name)
       await setTask({ modulesComplete: cp.completed.length })
@@ -250,7 +257,10 @@ export async function runTask(
       await ctx.checkpoint(cp)
     }
 
-    const [row] = await db.select({ startedAt: tasks.startedAt }).from(tasks).where(eq(tasks.id, taskId))
+    const [row] = await gantry.db
+      .select({ startedAt: tasks.startedAt })
+      .from(tasks)
+      .where(eq(tasks.id, taskId))
     const totalMs = Date.now() - (row?.startedAt?.getTime() ?? Date.now())
     // The log line first: the terminal event is the stream's last. The row last: whoever sees the status
     // finished finds the terminal event already in the log.
