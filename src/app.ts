@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
 import { authRoutes, keyRoutes } from './core/auth.ts'
 import type { Gantry } from './core/context.ts'
-import { httpLayer } from './core/http.ts'
+import { httpLayer, noteRawBodyRoutes } from './core/http.ts'
 import type { LoadedPlugin } from './core/loader.ts'
 import { coreRoutes } from './core/routes.ts'
 
@@ -18,6 +18,7 @@ export function createApp(gantry: Gantry, plugins: LoadedPlugin[]) {
     .use(authRoutes)
     .use(keyRoutes)
   for (const plugin of plugins) app.use(plugin.instance)
+  noteRawBodyRoutes(gantry, app.routes)
   return app
 }
 

@@ -87,7 +87,9 @@ export async function startGantry(config: Config, opts: StartOptions = {}): Prom
       server = listen(app, {
         port: config.port,
         hostname: config.host,
-        maxRequestBodySize: Math.max(config.bodyLimitBytes * 4, 8 * 1024 * 1024),
+        // Far beyond any body: the HTTP layer refuses oversized ones itself (by Content-Length, or cut off while
+        // streaming), in JSON; Bun's own refusal is plain text. Bun discards an unread body, it never buffers it.
+        maxRequestBodySize: 2 ** 40,
       })
     } catch (err) {
       // Undo what did start (a taken port, a plugin whose onStart threw), then let the caller report it.
@@ -125,7 +127,9 @@ export async function startGantry(config: Config, opts: StartOptions = {}): Prom
           }
           for (const close of gantry.connections) close(1001, 'server shutting down')
           gantry.connections.clear()
-          await withTimeout(stopAccepting, 1000)
+          // A drain: requests in flight (a long completion, say) finish within SHUTDOWN_TIMEOUT_MS, or a proxy
+          // answers their clients 502 for a POST it may not retry elsewhere.
+          await stopAccepting
         })()
         const result = await withTimeout(graceful, config.shutdownTimeoutMs)
         const clean = result !== 'timeout'

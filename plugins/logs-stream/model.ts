@@ -12,8 +12,8 @@ export const TaskLogLevelQuery = t.Union(
 export const TaskLogsQuery = t.Object(
   {
     level: t.Optional(TaskLogLevelQuery),
-    after: t.Optional(t.Numeric({ minimum: 0, maximum: 2 ** 31 - 1, description: 'Seq to continue after' })),
-    limit: t.Optional(t.Numeric({ minimum: 1, maximum: 1000, description: 'At most this many (100)' })),
+    after: t.Optional(t.Integer({ minimum: 0, maximum: 2 ** 31 - 1, description: 'Seq to continue after' })),
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: 1000, description: 'At most this many (100)' })),
   },
   { additionalProperties: false },
 )

@@ -1,6 +1,6 @@
 import type { Gantry } from '../../src/core/context.ts'
-import { Unprocessable } from '../../src/core/errors.ts'
 import type { StoredEvent } from '../../src/core/events.ts'
+import { parseSeq } from '../../src/core/input.ts'
 import { LOG_LEVELS, type TaskLogLevel } from './model.ts'
 
 /** The levels at or above `min`. */
@@ -59,17 +59,5 @@ export async function readTaskLogs(
 /** Where to resume: `Last-Event-ID` (what EventSource sends back) wins over `?since=`; anything else is a 422. */
 export function resumeSeq(request: Request, since: string | undefined): number {
   const header = request.headers.get('last-event-id')
-  const raw = header ?? since
-  if (raw === undefined || raw === null || raw === '') return 0
-  if (!/^\d{1,10}$/.test(raw.trim()))
-    throw Unprocessable(
-      `Invalid ${header !== null ? 'Last-Event-ID' : 'query/since'}: expected the seq of the last event seen (a whole number ≥ 0).`,
-      [
-        {
-          path: header !== null ? 'header/last-event-id' : 'query/since',
-          message: 'Expected an integer ≥ 0',
-        },
-      ],
-    )
-  return Number(raw.trim())
+  return header !== null ? parseSeq(header, 'header/last-event-id', 'Last-Event-ID') : parseSeq(since)
 }

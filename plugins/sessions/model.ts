@@ -62,7 +62,7 @@ export const SessionList = t.Object({
 
 export const Page = t.Object(
   {
-    limit: t.Optional(t.Numeric({ minimum: 1, maximum: 200, default: 50 })),
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: 200, default: 50 })),
     cursor: t.Optional(t.String({ maxLength: 200 })),
   },
   { additionalProperties: false },

@@ -3,6 +3,7 @@ import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from '../../src/core/context.ts'
 import { HttpError } from '../../src/core/errors.ts'
 import type { StoredEvent, Subscription } from '../../src/core/events.ts'
+import { parseSeq } from '../../src/core/input.ts'
 import type { Principal } from '../../src/core/keys.ts'
 import { guardUpgrade, liveSocketOf, openLiveSocket, releaseHttpContext } from '../websocket/connection.ts'
 import { cancelChat, startChat } from './chat.ts'
@@ -222,17 +223,26 @@ export const chatSocket = new Elysia({ name: 'sessions:ws-chat' })
   .use(gantryContext)
   .ws('/ws/chat/:session_id', {
     params: t.Object({ session_id: t.String({ minLength: 1, maxLength: 128 }) }),
-    query: t.Object({ since: t.Optional(t.Numeric({ minimum: 0 })), ticket: t.Optional(t.String()) }),
+    query: t.Object({
+      since: t.Optional(t.String({ description: 'Seq to resume after (digits only)' })),
+      ticket: t.Optional(t.String()),
+    }),
     detail: {
       summary: 'Chat with streamed reasoning',
       description:
         'Sends `connected`, then reasoning deltas (`reasoning`), `reasoning_complete`, answer deltas (`content`), `tool_call`, `tool_result`, `response`, `error`, `notice` and `ping`. Send `{type:"chat", payload:{message, agent_name, enable_reasoning}}` or `{type:"cancel"}`. `?since=<seq>` resumes.',
     },
     async beforeHandle(ctx) {
-      Object.assign(ctx, { user: await guardUpgrade(ctx.gantry, ctx.request) })
+      const user = await guardUpgrade(ctx.gantry, ctx.request)
+      // The one parser of every resume position (a 422 before the upgrade); absent means "from the answer in progress".
+      const raw = new URL(ctx.request.url).searchParams.get('since')
+      Object.assign(ctx, { user, since: raw === null ? undefined : parseSeq(raw) })
     },
     open(ws) {
-      const { gantry, user, params, query } = ws.data as typeof ws.data & { user: Principal }
+      const { gantry, user, params, since } = ws.data as typeof ws.data & {
+        user: Principal
+        since: number | undefined
+      }
       releaseHttpContext(ws)
       let transport: ChatTransport | undefined
       const live = openLiveSocket(gantry, ws.raw as any, {
@@ -248,7 +258,7 @@ export const chatSocket = new Elysia({ name: 'sessions:ws-chat' })
         close: (code, reason) => live.close(code, reason),
       }
       chatPings(gantry).add(transport)
-      chats.set(ws.raw, new ChatSocket(gantry, user, transport, params.session_id, query.since))
+      chats.set(ws.raw, new ChatSocket(gantry, user, transport, params.session_id, since))
     },
     async message(ws, message) {
       const gantry = (ws.data as { gantry: Gantry }).gantry

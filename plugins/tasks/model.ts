@@ -73,8 +73,8 @@ export const TaskView = t.Object({
 export const TaskListQuery = t.Object(
   {
     status: t.Optional(Status),
-    limit: t.Optional(t.Numeric({ minimum: 1, maximum: 100, description: 'Page size, default 20' })),
-    offset: t.Optional(t.Numeric({ minimum: 0, maximum: 1_000_000 })),
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, description: 'Page size, default 20' })),
+    offset: t.Optional(t.Integer({ minimum: 0, maximum: 1_000_000 })),
   },
   { additionalProperties: false },
 )

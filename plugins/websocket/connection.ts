@@ -32,6 +32,7 @@ import { authenticate } from '../../src/core/auth.ts'
 import type { Gantry } from '../../src/core/context.ts'
 import { HttpError, Unauthorized } from '../../src/core/errors.ts'
 import { originAllowed } from '../../src/core/http.ts'
+import { findTextFault, parseJsonText } from '../../src/core/input.ts'
 import type { Principal } from '../../src/core/keys.ts'
 import { redeemTicket } from './tickets.ts'
 
@@ -224,7 +225,8 @@ export class LiveSocket {
         return undefined
       }
     } else if (message !== null && typeof message === 'object') {
-      // Elysia already parsed the JSON; measure what the peer sent.
+      // Elysia already parsed the JSON; bound its depth before measuring (stringify recurses), then measure.
+      if (this.refusedText(message)) return undefined
       if (Buffer.byteLength(JSON.stringify(message)) > this.options.maxFrameBytes) {
         this.close(CloseCode.tooBig, `frames are limited to ${this.options.maxFrameBytes} bytes`)
         return undefined
@@ -237,9 +239,11 @@ export class LiveSocket {
     let frame: unknown = message
     if (typeof message === 'string') {
       try {
-        frame = JSON.parse(message)
-      } catch {
-        this.sendError('malformed_json', 'That frame is not valid JSON; send e.g. {"type":"ping"}.')
+        // The HTTP edge's parser: bounded depth, and no NUL or lone surrogate in any string.
+        frame = parseJsonText(message, 'frame')
+      } catch (err) {
+        if (err instanceof HttpError && err.code !== 'invalid_json') this.sendError(err.code, err.message)
+        else this.sendError('malformed_json', 'That frame is not valid JSON; send e.g. {"type":"ping"}.')
         return undefined
       }
     }
@@ -248,6 +252,18 @@ export class LiveSocket {
       return undefined
     }
     return frame as Record<string, unknown>
+  }
+
+  /** Sends the error frame for a pre-parsed frame too deep or with text Postgres cannot store; true if refused. */
+  private refusedText(frame: object): boolean {
+    try {
+      const fault = findTextFault(frame, 'frame')
+      if (!fault) return false
+      this.sendError('validation_failed', `Invalid ${fault.path}: ${fault.message}.`)
+    } catch (err) {
+      this.sendError((err as HttpError).code ?? 'too_deep', (err as Error).message)
+    }
+    return true
   }
 
   /** Token bucket: a steady `floodPerSecond` with bursts up to `floodBurst`. */

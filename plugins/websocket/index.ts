@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
 import { auth, canSee } from '../../src/core/auth.ts'
 import { type Gantry, gantryContext } from '../../src/core/context.ts'
-import { ErrorBody, NotFound, Unprocessable } from '../../src/core/errors.ts'
+import { ErrorBody, NotFound } from '../../src/core/errors.ts'
 import {
   envelopeOf,
   STREAM_ID,
@@ -9,6 +9,7 @@ import {
   type StreamInfo,
   type Subscription,
 } from '../../src/core/events.ts'
+import { parseSeq } from '../../src/core/input.ts'
 import type { Principal } from '../../src/core/keys.ts'
 import type { PluginMeta } from '../../src/core/loader.ts'
 import {
@@ -20,7 +21,7 @@ import {
   openLiveSocket,
   releaseHttpContext,
 } from './connection.ts'
-import { MAX_GUIDANCE_CHARS, SINCE_PATTERN, WsTicket } from './model.ts'
+import { MAX_GUIDANCE_CHARS, WsTicket } from './model.ts'
 import { issueTicket, TICKET_TTL_SECONDS } from './tickets.ts'
 
 export const meta: PluginMeta = {
@@ -57,13 +58,8 @@ export async function checkStreamRequest(gantry: Gantry, request: Request, id: s
   const info = STREAM_ID.test(id) ? await gantry.events.streamInfo(id) : undefined
   // Another user's stream is as unknown as a missing one: no hint that it exists.
   if (!info || !canSee(user, info.ownerId)) throw NotFound(`Stream ${id}`)
-  const raw = new URL(request.url).searchParams.get('since')
-  if (raw !== null && !SINCE_PATTERN.test(raw))
-    throw Unprocessable(
-      `Invalid query/since: expected a seq (a whole number ≥ 0), got "${raw.slice(0, 40)}".`,
-      [{ path: 'query/since', message: 'Expected an integer ≥ 0' }],
-    )
-  return { user, info, since: raw === null ? 0 : Number(raw) }
+  const since = parseSeq(new URL(request.url).searchParams.get('since'))
+  return { user, info, since }
 }
 
 async function intervene(

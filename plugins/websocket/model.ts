@@ -9,7 +9,4 @@ export const WsTicket = t.Object(
   { description: 'A single-use, short-lived ticket for one WebSocket upgrade' },
 )
 
-/** `?since=<seq>`: digits only; validated by hand so a bad value is a 422 before the upgrade. */
-export const SINCE_PATTERN = /^\d{1,10}$/
-
 export const MAX_GUIDANCE_CHARS = 10_000

@@ -1,7 +1,7 @@
 import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { ErrorBody, Forbidden, HttpError, NotFound, TooMany, Unauthorized } from './errors.ts'
-import { clientAddress, isSecureRequest } from './http.ts'
+import { BEARER, clientAddress, isSecureRequest, SESSION_COOKIE } from './http.ts'
 import {
   createApiKey,
   createLoginSession,
@@ -17,7 +17,8 @@ import {
 } from './keys.ts'
 
 export type { Principal }
-export const SESSION_COOKIE = 'gantry_session'
+export { SESSION_COOKIE }
+
 const CACHE_TTL_MS = 2000
 const CACHE_MAX = 10_000
 
@@ -103,7 +104,7 @@ export function readCookie(header: string | null, name: string): string | undefi
 
 function bearerOf(header: string | null): string | undefined {
   if (!header) return undefined
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  const m = BEARER.exec(header)
   return m ? m[1] : undefined
 }
 

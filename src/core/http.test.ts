@@ -23,7 +23,7 @@ describe('errors map to {error, message, details?}', () => {
       headers: { 'content-type': 'application/json' },
     })
     expect(res.status).toBe(400)
-    expect(res.body.error).toBe('malformed_body')
+    expect(res.body.error).toBe('invalid_json')
   })
 
   test('validation → 422 with field paths', async () => {

@@ -2,6 +2,7 @@ import { type Context, Elysia } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { isDatabaseUnavailable } from './db.ts'
 import { type ErrorPayload, HttpError, jsonError } from './errors.ts'
+import { parseJsonText, readBodyText, tooLarge, urlFault } from './input.ts'
 
 type ServerLike = { requestIP(request: Request): { address: string } | null } | null | undefined
 
@@ -77,7 +78,10 @@ export function publicOrigin(request: Request, gantry: Gantry): { http: string; 
   return { http: `${proto}://${host}`, ws: `${proto === 'https' ? 'wss' : 'ws'}://${host}` }
 }
 
-/** An Origin header is acceptable when it is in CORS_ORIGINS (or `*`) or is this server's own origin. */
+/**
+ * An Origin header is acceptable when it is in CORS_ORIGINS (or `*`) or is this server's own origin. No Origin
+ * at all passes here (clients that are not browsers send none); see fromAllowedOrigin for state changes.
+ */
 export function originAllowed(request: Request, gantry: Gantry): boolean {
   const origin = request.headers.get('origin')
   if (!origin) return true
@@ -89,6 +93,30 @@ export function originAllowed(request: Request, gantry: Gantry): boolean {
     origin === `http://${request.headers.get('host')}` ||
     origin === `https://${request.headers.get('host')}`
   )
+}
+
+/**
+ * Whether a browser sent this request from an allowed origin: the WebSocket upgrade's Origin check, and, for
+ * browsers that omit Origin, Sec-Fetch-Site: same-origin. A request with neither did not come from a page.
+ */
+export function fromAllowedOrigin(request: Request, gantry: Gantry): boolean {
+  if (request.headers.has('origin')) return originAllowed(request, gantry)
+  return request.headers.get('sec-fetch-site') === 'same-origin'
+}
+
+export const SESSION_COOKIE = 'gantry_session'
+/** `Authorization: Bearer <key>`: with it, the cookie is never consulted (see authenticate). */
+export const BEARER = /^Bearer\s+(\S+)\s*$/i
+
+/**
+ * CSRF: a state-changing request that the session cookie would authenticate must come from an allowed origin.
+ * A key in Authorization is never sent by a browser on its own, so Bearer requests pass from anywhere.
+ */
+function crossSiteCookieRequest(request: Request, gantry: Gantry): boolean {
+  const cookie = request.headers.get('cookie')
+  if (!cookie?.includes(`${SESSION_COOKIE}=`)) return false
+  if (BEARER.test(request.headers.get('authorization') ?? '')) return false
+  return !fromAllowedOrigin(request, gantry)
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
@@ -132,31 +160,55 @@ function corsHeaders(request: Request, set: Context['set'], origin: string): str
   return ''
 }
 
-/** 415 for a body that is not JSON, 413 for one over BODY_LIMIT_BYTES (by Content-Length), before routing. */
-function refuseBody(
-  request: Request,
-  set: Context['set'],
-  gantry: Gantry,
-  requestId: string,
-): Response | undefined {
-  const length = Number(request.headers.get('content-length') ?? 0)
+const reject = (set: Context['set'], requestId: string, error: HttpError) => {
+  set.status = error.status
+  return jsonError(
+    error.status,
+    { ...error.toJSON(), request_id: requestId },
+    { 'x-request-id': requestId, ...error.headers },
+  )
+}
+
+/**
+ * Before routing, for methods that change state: 403 for a cookie from a foreign origin, 415 for a body that is
+ * not JSON (whatever its length: an empty form post is still a form post), 413 by Content-Length.
+ */
+function refuseChange(request: Request, gantry: Gantry): HttpError | undefined {
+  if (crossSiteCookieRequest(request, gantry))
+    return new HttpError(
+      403,
+      'forbidden_origin',
+      `A request that changes something and carries the session cookie must come from this server's own pages (Origin ${request.headers.get('origin') ?? 'absent'}, Sec-Fetch-Site ${request.headers.get('sec-fetch-site') ?? 'absent'}); API clients send Authorization: Bearer.`,
+    )
   const contentType = request.headers.get('content-type')
-  const reject = (status: number, payload: ErrorPayload) => {
-    set.status = status
-    return jsonError(status, { ...payload, request_id: requestId }, { 'x-request-id': requestId })
-  }
-  if ((length > 0 || request.headers.has('transfer-encoding')) && contentType && !JSON_TYPE.test(contentType))
-    return reject(415, {
-      error: 'unsupported_media_type',
-      message: `Send the body as application/json (got ${contentType.split(';')[0]}).`,
-    })
-  if (length > gantry.config.bodyLimitBytes)
-    return reject(413, {
-      error: 'payload_too_large',
-      message: `The body is ${length} bytes; the limit is ${gantry.config.bodyLimitBytes} (BODY_LIMIT_BYTES).`,
-      details: { limit_bytes: gantry.config.bodyLimitBytes },
-    })
+  if (contentType && !JSON_TYPE.test(contentType))
+    return new HttpError(
+      415,
+      'unsupported_media_type',
+      `Send the body as application/json (got ${contentType.split(';')[0]}).`,
+    )
+  const length = Number(request.headers.get('content-length') ?? 0)
+  if (length > gantry.config.bodyLimitBytes) return tooLarge(gantry.config.bodyLimitBytes, length)
   return undefined
+}
+
+/** Per app, the routes declared with `parse: 'none'`, which read their request body themselves (e.g. /mcp). */
+const rawBodyRoutes = new WeakMap<Gantry, Set<string>>()
+
+/**
+ * Call once the app has every route: a route with `parse: 'none'` keeps its body stream unread by the layer
+ * below (it must apply BODY_LIMIT_BYTES itself). Elysia still runs the global parse hook first on such a route.
+ */
+export function noteRawBodyRoutes(
+  gantry: Gantry,
+  routes: { method: string; path: string; hooks: unknown }[],
+) {
+  const raw = new Set<string>()
+  for (const r of routes) {
+    const parse = (r.hooks as { parse?: { fn: unknown }[] }).parse
+    if (parse?.some((h) => h.fn === 'none')) raw.add(`${r.method} ${r.path}`)
+  }
+  rawBodyRoutes.set(gantry, raw)
 }
 
 /**
@@ -176,11 +228,22 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
     const origin = request.headers.get('origin')
     if (origin && gantry.config.corsOrigins.length && originAllowed(request, gantry))
       early = corsHeaders(request, set, origin)
-    // Bodies only come with these methods; a GET pays for none of the checks below.
+    // NUL or a broken %-escape in the path or query: one search of the URL for a '%' in the common case.
+    let refusal = early === undefined ? urlFault(request.url) : undefined
+    // Bodies and state changes only come with these methods; a GET pays for none of the checks below.
     const method = request.method
-    if (early === undefined && method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS')
-      early = refuseBody(request, set, gantry, requestId)
+    if (!refusal && early === undefined && method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS')
+      refusal = refuseChange(request, gantry)
+    if (refusal) early = reject(set, requestId, refusal)
     return early
+  })
+  // Every body is read here, for every route that takes one: as it streams in (a chunked body is cut off at
+  // BODY_LIMIT_BYTES as surely as a declared one), then depth-checked on the raw text before JSON.parse and
+  // validation see it. null, never undefined, for no body: undefined would let Elysia try its own parser.
+  .onParse({ as: 'global' }, async ({ request, gantry, route }) => {
+    if (rawBodyRoutes.get(gantry)?.has(`${request.method} ${route}`)) return null
+    const text = await readBodyText(request, gantry.config.bodyLimitBytes)
+    return text === undefined ? null : parseJsonText(text)
   })
   .onAfterResponse({ as: 'global' }, ({ request, set, path, gantry }) => {
     const timing = timings.get(request) ?? { requestId: 'unknown', startedAt: 0 }
@@ -199,6 +262,10 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
       )
     }
     if (error instanceof HttpError) return reply(error.status, error.toJSON(), error.headers)
+    // Elysia wraps whatever the body parser throws; the edge's own refusals keep their status and code.
+    const cause = (error as { cause?: unknown })?.cause
+    if (code === 'PARSE' && cause instanceof HttpError)
+      return reply(cause.status, cause.toJSON(), cause.headers)
     switch (code) {
       case 'VALIDATION': {
         if (error.type === 'response') break
@@ -214,7 +281,7 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
         })
       }
       case 'PARSE':
-        return reply(400, { error: 'malformed_body', message: 'The body is not valid JSON.' })
+        return reply(400, { error: 'invalid_json', message: 'The body is not valid JSON.' })
       case 'NOT_FOUND':
         return reply(404, {
           error: 'not_found',

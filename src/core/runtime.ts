@@ -27,7 +27,8 @@ export function listen(
     hostname: opts.hostname,
     // A second instance on a taken port must fail loudly rather than silently share it.
     reusePort: false,
-    // Bun's own limit is a backstop for bodies without Content-Length; the JSON 413 comes from the HTTP layer.
+    // Bun answers bodies past this itself, in plain text; the caller sets it beyond BODY_LIMIT_BYTES so that the
+    // HTTP layer's JSON 413 is the one clients see.
     maxRequestBodySize: opts.maxRequestBodySize,
     idleTimeout: opts.idleTimeoutSeconds ?? 60,
     development: false,
