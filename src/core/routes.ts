@@ -60,6 +60,17 @@ code{background:#f1f3f7;padding:.1rem .3rem;border-radius:4px}a{color:#2457c5}</
 <p>Plugins: ${gantry.plugins.map((p) => `<code>${p.name}</code> (${p.status})`).join(', ') || 'none'}</p>
 </body></html>`
 
+/**
+ * A plugin that serves the browsers' page at `GET /` puts one of these under PAGE_PROVIDER in gantry.state
+ * (in onStart, removed in onStop); without one, browsers get the placeholder page above.
+ */
+export type PageProvider = (request: Request) => Response | Promise<Response>
+export const PAGE_PROVIDER = 'core:page'
+
+// For every page of the server (console, /docs, /vnc/): browsers ask for /favicon.ico whatever the page says.
+const favicon = (file: string) => () =>
+  fileResponse(join(import.meta.dir, 'assets', file), 'public, max-age=86400')
+
 const swaggerUiDir = () => packageDir('swagger-ui-dist')
 const SWAGGER_ASSETS = new Set(['swagger-ui-bundle.js', 'swagger-ui.css', 'favicon-32x32.png'])
 
@@ -116,6 +127,8 @@ export const coreRoutes = (version: string) =>
       },
       { detail: { hide: true } },
     )
+    .get('/favicon.ico', favicon('favicon.ico'), { detail: { hide: true } })
+    .get('/favicon.svg', favicon('favicon.svg'), { detail: { hide: true } })
     .get('/health', () => ({ status: 'ok' as const }), {
       response: { 200: t.Object({ status: t.Literal('ok') }) },
       detail: {
@@ -151,10 +164,13 @@ export const coreRoutes = (version: string) =>
       '/',
       ({ gantry, request }) => {
         const accept = request.headers.get('accept') ?? ''
-        if (accept.includes('text/html'))
+        if (accept.includes('text/html')) {
+          const page = gantry.state.get(PAGE_PROVIDER) as PageProvider | undefined
+          if (page) return page(request)
           return new Response(placeholderPage(gantry), {
             headers: { 'content-type': 'text/html; charset=utf-8' },
           })
+        }
         return {
           name: 'gantry',
           version: gantry.version,

@@ -1,0 +1,3 @@
+import { render } from 'preact'
+
+render(<p>Gantry</p>, document.getElementById('app')!)
