@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { good, planReply, straight } from '../plugins/tasks/testing.ts'
+import { type CliWorld, gantryInTmux, startCliWorld } from '../src/cli/gantry/testing.ts'
+import { waitFor } from './helpers.ts'
+
+// `gantry task … --follow` in a real pseudo-terminal (a tmux pane), read back as the screen a person sees.
+
+let world: CliWorld
+const panes: { close(): void }[] = []
+beforeAll(async () => {
+  world = await startCliWorld()
+}, 30_000)
+afterAll(async () => {
+  for (const p of panes) p.close()
+  await world.stop()
+}, 30_000)
+
+const pane = async (args: string[]) => {
+  const p = await gantryInTmux(args, world.env())
+  panes.push(p)
+  return p
+}
+
+const taskIdOn = (screen: string) => /(task-[\w-]+)/.exec(screen)![1]!
+
+describe('--follow on a terminal', () => {
+  test('draws a bar per module with tests, iteration and quality, in colour, and exits 0', async () => {
+    const goal = 'TTY statistics library'
+    world.model.on(goal, straight(['mathutil', 'stats']))
+    const p = await pane(['task', goal, '--follow'])
+    expect(await p.exitCode(90_000)).toBe(0)
+    const screen = p.capture()
+    const id = taskIdOn(screen)
+    const lines = screen.split('\n').map((l) => l.trimEnd())
+    expect(lines[0]).toBe(`${id}  "${goal}"  with llama3.2`)
+    expect(lines).toContain(' ● complete in ' + /complete in (\S+)/.exec(screen)![1])
+    expect(lines).toContain(' ✓ mathutil.ts  ████████████████████  tests 100%  iteration 1/3  quality 1.00')
+    expect(lines).toContain(' ✓ stats.ts     ████████████████████  tests 100%  iteration 1/3  quality 1.00')
+    expect(lines).toContain(`${id} completed`)
+    // Each bar is drawn once at the end, not once per repaint.
+    expect(lines.filter((l) => l.includes('mathutil.ts  █'))).toHaveLength(1)
+    expect(p.captureAnsi()).toMatch(/\x1b\[32m✓/)
+  }, 120_000)
+
+  test('Ctrl-C asks; "w" stops watching (exit 130) and the task goes on', async () => {
+    const goal = 'TTY task watched for a while'
+    world.model.on(goal, ({ step }) =>
+      step === 'plan' ? { content: planReply(['mathutil']) } : { ...good('mathutil'), delayMs: 3000 },
+    )
+    const p = await pane(['task', goal, '--follow'])
+    await p.waitForScreen(/mathutil\.ts/)
+    p.sendKeys('C-c')
+    const asked = await p.waitForScreen(
+      /\[c\] cancel task-[\w-]+, \[w\] stop watching \(it goes on\), \[k\] keep watching\?/,
+    )
+    const id = taskIdOn(asked)
+    p.sendKeys('w')
+    expect(await p.exitCode()).toBe(130)
+    expect(p.capture()).toContain(
+      `stopped watching; ${id} goes on. Follow it again: gantry task follow ${id}`,
+    )
+    await waitFor(
+      async () => (await world.server.api(`/tasks/${id}`)).body.status === 'completed',
+      60_000,
+      'the task to complete',
+    )
+  }, 120_000)
+
+  test('Ctrl-C, then "c" cancels the task: the follower shows it and exits 1', async () => {
+    const goal = 'TTY task to cancel'
+    world.model.on(goal, ({ step }) =>
+      step === 'plan' ? { content: planReply(['mathutil']) } : { ...good('mathutil'), delayMs: 30_000 },
+    )
+    const p = await pane(['task', goal, '--follow'])
+    await p.waitForScreen(/writing mathutil\.ts|Generating mathutil\.ts/)
+    p.sendKeys('C-c')
+    await p.waitForScreen(/keep watching\?/)
+    p.sendKeys('c')
+    expect(await p.exitCode()).toBe(1)
+    const screen = p.capture()
+    expect(screen).toMatch(/cancelling task-[\w-]+…/)
+    expect(screen).toMatch(/● cancelled/)
+    expect(screen).toMatch(/✗ mathutil\.ts/)
+    expect(screen).toMatch(/task-[\w-]+ cancelled: cancelled on request/)
+  }, 120_000)
+})
