@@ -108,7 +108,9 @@ export function followTask(
           const step = { progress, total, message }
           chain = chain.then(() => (signal.aborted ? undefined : onStep(step).catch(() => {})))
         }
-        if (TERMINAL.has(e.type)) finish('finished')
+        // The row says "completed" only after the terminal event, and the stream ends after the row: wait for
+        // the end (briefly: an instance that died in between leaves the end to its successor).
+        if (TERMINAL.has(e.type)) setTimeout(() => finish('finished'), 10_000).unref?.()
       },
       { onEnd: (reason) => finish(reason === 'deleted' ? 'deleted' : 'finished') },
     )

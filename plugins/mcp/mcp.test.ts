@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
 import { createUserKey, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
-import { finished, planReply, routeByGoal, straight, waitForEvent } from '../tasks/testing.ts'
+import { planReply, routeByGoal, straight, waitForEvent } from '../tasks/testing.ts'
 import type { CancelBoard } from './cancel.ts'
 import { connectMcp, jsonOf, textOf } from './testing.ts'
 
@@ -159,7 +159,13 @@ describe('coding tasks', () => {
     expect(partial.modules).toMatchObject([{ name: 'mathutil.ts', status: 'running', code: null }])
     const cancelled = jsonOf(await client.callTool({ name: 'cancel_task', arguments: { task_id: id } }))
     expect(cancelled.status).toBe('cancelling')
-    await finished(server, id)
+    await waitFor(
+      async () =>
+        jsonOf(await client.callTool({ name: 'get_task', arguments: { task_id: id } })).status ===
+        'cancelled',
+      10_000,
+      'the task to be cancelled',
+    )
     const again = await client.callTool({ name: 'cancel_task', arguments: { task_id: id } })
     expect(again.isError).toBe(true)
     expect(textOf(again)).toContain('already')
@@ -170,7 +176,7 @@ describe('coding tasks', () => {
     model.on(goal, ({ step, module }) =>
       step === 'plan'
         ? { content: planReply(['mathutil']) }
-        : { ...straight(['mathutil'])({ step, module, n: 1 } as any), delayMs: 1500 },
+        : { ...straight(['mathutil'])({ step, module, n: 1 } as any), delayMs: 4000 },
     )
     const board = server.running.gantry.state.get('mcp') as CancelBoard
     const aborter = new AbortController()
@@ -188,15 +194,19 @@ describe('coding tasks', () => {
     )
     await expect(call).rejects.toThrow()
     // The server let go of the call (the cancellation found it through the Postgres channel)…
-    await waitFor(() => board.watching === 0, 5000, 'the wait to stop')
+    await waitFor(() => board.watching === 0, 2000, 'the wait to stop')
     const tasks = jsonOf(await client.callTool({ name: 'list_tasks', arguments: { limit: 1 } }))
     const id = tasks.tasks[0].task_id as string
     expect(tasks.tasks[0].prompt).toBe(goal)
     expect(['queued', 'running']).toContain(tasks.tasks[0].status)
     // …and the task, durable, finished on its own.
-    await finished(server, id)
-    const after = jsonOf(await client.callTool({ name: 'get_task', arguments: { task_id: id } }))
-    expect(after.status).toBe('completed')
+    await waitFor(
+      async () =>
+        jsonOf(await client.callTool({ name: 'get_task', arguments: { task_id: id } })).status ===
+        'completed',
+      20_000,
+      'the task to complete',
+    )
   }, 30_000)
 })
 
