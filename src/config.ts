@@ -30,6 +30,8 @@ export interface Config {
   /** Lease of a running task/generation job: another instance takes it over this long after its runner died. */
   jobLeaseMs: number
   sessionTtlDays: number
+  /** Finished tasks older than this many days are deleted with their events, logs and modules; 0 keeps all. */
+  taskTtlDays: number
   /** Roles that may view and drive the agent desktop (VNC). */
   vncAllowedRoles: Array<'admin' | 'user'>
 }
@@ -169,6 +171,7 @@ export function loadConfig(env: Env = process.env): Config {
     sandboxTimeoutMs: read('SANDBOX_TIMEOUT_MS', integer(1000, 600_000), 30_000),
     jobLeaseMs: read('JOB_LEASE_MS', integer(300, 600_000), 30_000),
     sessionTtlDays: read('SESSION_TTL_DAYS', integer(0, 36_500), 30),
+    taskTtlDays: read('TASK_TTL_DAYS', integer(0, 36_500), 0),
     vncAllowedRoles: read('VNC_ALLOWED_ROLES', roles, ['admin']),
   }
   if (problems.length) throw new ConfigError(problems)

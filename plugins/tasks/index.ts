@@ -18,6 +18,7 @@ import {
   TaskResults,
   TaskView,
 } from './model.ts'
+import { startTaskRetention } from './retention.ts'
 import { createExecutor } from './sandbox.ts'
 import {
   addIntervention,
@@ -64,7 +65,10 @@ async function start(gantry: Gantry): Promise<void> {
     handler: (job, ctx) => runTask({ gantry, executor, executionProblem: problem }, job, ctx),
   })
   await runner.start()
-  gantry.state.set(STATE, { runner, unregister: registerTaskTools(gantry) } satisfies TasksState)
+  gantry.state.set(STATE, {
+    runner,
+    unregister: [...registerTaskTools(gantry), startTaskRetention(gantry)],
+  } satisfies TasksState)
 }
 
 async function stop(gantry: Gantry): Promise<void> {
