@@ -28,7 +28,16 @@ export const SessionCreate = t.Object(
     system_prompt: t.Optional(t.String({ maxLength: 20_000 })),
     options: t.Optional(Options),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    // What Swagger UI pre-fills: values the server takes as they stand (a generated "string" names no agent).
+    example: {
+      name: 'test_session',
+      title: 'Release planning',
+      agent: 'assistant',
+      options: { temperature: 0.7 },
+    },
+  },
 )
 
 export const SessionPatch = t.Object(
@@ -37,7 +46,11 @@ export const SessionPatch = t.Object(
     agent: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
     model: t.Optional(t.Nullable(t.String({ minLength: 1, maxLength: 200 }))),
   },
-  { additionalProperties: false, minProperties: 1 },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    example: { title: 'Release planning', agent: 'assistant' },
+  },
 )
 
 export const SessionBody = t.Object({
@@ -120,7 +133,10 @@ export const ChatRequest = t.Object(
     agent_name: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
     enable_reasoning: t.Optional(t.Boolean({ description: 'Ask the model to think (Ollama `think`)' })),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    example: { message: 'What is the capital of France?', agent_name: 'assistant', enable_reasoning: true },
+  },
 )
 
 export const ChatAccepted = t.Object({
@@ -146,7 +162,17 @@ export const AgentCreate = t.Object(
     think: t.Optional(t.Boolean()),
     options: t.Optional(Options),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    example: {
+      name: 'task_helper',
+      description: 'Starts coding tasks and reports on them',
+      system_prompt: 'You help the user start and follow coding tasks.',
+      tools: ['start_coding_task', 'list_my_tasks'],
+      think: false,
+      options: { temperature: 0.2 },
+    },
+  },
 )
 
 export const AgentBody = t.Object({
@@ -184,19 +210,30 @@ const OpenAIMessage = t.Object({
   tool_calls: t.Optional(t.Array(t.Any())),
 })
 
-export const CompletionRequest = t.Object({
-  model: t.String({ minLength: 1, maxLength: 200, description: 'An agent name or an Ollama model' }),
-  messages: t.Array(OpenAIMessage, { minItems: 1, maxItems: 1000 }),
-  stream: t.Optional(t.Boolean()),
-  stream_options: t.Optional(t.Nullable(t.Object({ include_usage: t.Optional(t.Boolean()) }))),
-  temperature: t.Optional(t.Nullable(t.Number({ minimum: 0, maximum: 2 }))),
-  top_p: t.Optional(t.Nullable(t.Number({ minimum: 0, maximum: 1 }))),
-  max_tokens: t.Optional(t.Nullable(t.Integer({ minimum: 1 }))),
-  max_completion_tokens: t.Optional(t.Nullable(t.Integer({ minimum: 1 }))),
-  seed: t.Optional(t.Nullable(t.Integer())),
-  stop: t.Optional(t.Nullable(t.Union([t.String(), t.Array(t.String(), { maxItems: 4 })]))),
-  reasoning_effort: t.Optional(t.Nullable(t.String())),
-})
+export const CompletionRequest = t.Object(
+  {
+    model: t.String({ minLength: 1, maxLength: 200, description: 'An agent name or an Ollama model' }),
+    messages: t.Array(OpenAIMessage, { minItems: 1, maxItems: 1000 }),
+    stream: t.Optional(t.Boolean()),
+    stream_options: t.Optional(t.Nullable(t.Object({ include_usage: t.Optional(t.Boolean()) }))),
+    temperature: t.Optional(t.Nullable(t.Number({ minimum: 0, maximum: 2 }))),
+    top_p: t.Optional(t.Nullable(t.Number({ minimum: 0, maximum: 1 }))),
+    max_tokens: t.Optional(t.Nullable(t.Integer({ minimum: 1 }))),
+    max_completion_tokens: t.Optional(t.Nullable(t.Integer({ minimum: 1 }))),
+    seed: t.Optional(t.Nullable(t.Integer())),
+    stop: t.Optional(t.Nullable(t.Union([t.String(), t.Array(t.String(), { maxItems: 4 })]))),
+    reasoning_effort: t.Optional(t.Nullable(t.String())),
+  },
+  {
+    example: {
+      model: 'assistant',
+      messages: [{ role: 'user', content: 'Say hello in one word.' }],
+      stream: false,
+      temperature: 0.7,
+      max_tokens: 256,
+    },
+  },
+)
 
 export const ModelList = t.Object({
   object: t.Literal('list'),

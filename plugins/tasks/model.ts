@@ -41,7 +41,11 @@ export const TaskCreate = t.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    // What Swagger UI pre-fills; the README's flagship task.
+    example: { prompt: 'Build an email validator', max_iterations: 3 },
+  },
 )
 
 export const TaskCreated = t.Object({
@@ -123,7 +127,7 @@ export const CancelResult = t.Object({
 
 export const InterventionCreate = t.Object(
   { guidance: t.String({ minLength: 1, maxLength: 4000, description: 'Applied at the next model call' }) },
-  { additionalProperties: false },
+  { additionalProperties: false, example: { guidance: 'Use a regular expression, not a library.' } },
 )
 
 export const InterventionAccepted = t.Object({

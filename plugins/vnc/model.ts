@@ -72,5 +72,5 @@ export const ConnectBody = t.Object(
     ),
     view_only: t.Optional(t.Boolean({ description: 'Viewers may watch but not type or click (false)' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, example: { width: 1280, height: 800, view_only: false } },
 )

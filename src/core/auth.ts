@@ -198,7 +198,10 @@ export const authRoutes = new Elysia({ name: 'gantry:auth-routes', tags: ['Auth'
       return toPrincipalBody({ ...principal, via: 'session' })
     },
     {
-      body: t.Object({ api_key: t.String({ minLength: 1, maxLength: 512, description: 'An API key' }) }),
+      body: t.Object(
+        { api_key: t.String({ minLength: 1, maxLength: 512, description: 'An API key' }) },
+        { example: { api_key: 'gk_0a1b2c3d_your-key-from-npm-run-keys' } },
+      ),
       response: { 200: PrincipalBody, 401: ErrorBody, 422: ErrorBody, 429: ErrorBody },
       detail: {
         summary: 'Log in with an API key',
@@ -282,7 +285,7 @@ export const keyRoutes = new Elysia({ name: 'gantry:key-routes', tags: ['Auth'] 
           role: t.Optional(t.Union([t.Literal('admin'), t.Literal('user')])),
           name: t.Optional(t.String({ minLength: 1, maxLength: 100, description: 'A label for the key' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, example: { user: 'alice', role: 'user', name: "alice's laptop" } },
       ),
       response: {
         201: t.Object({

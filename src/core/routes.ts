@@ -3,6 +3,7 @@ import { swagger } from '@elysiajs/swagger'
 import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { ErrorBody, NotFound } from './errors.ts'
+import { GENERATED_SPEC_PATH, servedDocs } from './openapi.ts'
 import { fileResponse, packageDir } from './runtime.ts'
 
 const OLLAMA_CACHE_MS = 5000
@@ -86,35 +87,37 @@ export const coreRoutes = (version: string) =>
   new Elysia({ name: 'gantry:core-routes' })
     .use(gantryContext)
     .use(
-      swagger({
-        provider: 'swagger-ui',
-        path: '/docs/_cdn',
-        specPath: '/docs/json',
-        exclude: ['/docs', '/docs/_cdn', '/docs/json', /^\/docs\/assets/],
-        documentation: {
-          info: {
-            title: 'Gantry',
-            version,
-            description:
-              'Self-hosted agent server: coding tasks, chat sessions with agents, live event streams, the agent desktop. Authenticate with `Authorization: Bearer <api key>` or the session cookie set by `POST /api/auth/login`.',
-          },
-          components: {
-            securitySchemes: {
-              bearerAuth: {
-                type: 'http',
-                scheme: 'bearer',
-                description: 'An API key (npm run keys -- create)',
-              },
-              cookieAuth: { type: 'apiKey', in: 'cookie', name: 'gantry_session' },
+      servedDocs(
+        swagger({
+          provider: 'swagger-ui',
+          path: '/docs/_cdn',
+          specPath: GENERATED_SPEC_PATH,
+          exclude: ['/docs', '/docs/_cdn', '/docs/json', GENERATED_SPEC_PATH, /^\/docs\/assets/],
+          documentation: {
+            info: {
+              title: 'Gantry',
+              version,
+              description:
+                'Self-hosted agent server: coding tasks, chat sessions with agents, live event streams, the agent desktop. Authenticate with `Authorization: Bearer <api key>` or the session cookie set by `POST /api/auth/login`.',
             },
+            components: {
+              securitySchemes: {
+                bearerAuth: {
+                  type: 'http',
+                  scheme: 'bearer',
+                  description: 'An API key (npm run keys -- create)',
+                },
+                cookieAuth: { type: 'apiKey', in: 'cookie', name: 'gantry_session' },
+              },
+            },
+            security: [{ bearerAuth: [] }, { cookieAuth: [] }],
+            tags: [
+              { name: 'Core', description: 'Health, readiness and discovery' },
+              { name: 'Auth', description: 'Login and identity' },
+            ],
           },
-          security: [{ bearerAuth: [] }, { cookieAuth: [] }],
-          tags: [
-            { name: 'Core', description: 'Health, readiness and discovery' },
-            { name: 'Auth', description: 'Login and identity' },
-          ],
-        },
-      }),
+        }),
+      ),
     )
     .get('/docs', () => new Response(docsPage, { headers: { 'content-type': 'text/html; charset=utf-8' } }), {
       detail: { hide: true },
