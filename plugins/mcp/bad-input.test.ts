@@ -40,6 +40,18 @@ describe('the door: credentials, origin, methods', () => {
     expect(get.status).toBe(401)
   })
 
+  test('a login cookie is not enough: MCP takes API keys', async () => {
+    const login = await fetch(`${server.url}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ api_key: ADMIN_KEY }),
+    })
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!
+    const res = await postMcp(server.url, initialize, { authorization: '', cookie, origin: server.url })
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toStartWith('Bearer')
+  })
+
   test('a foreign Origin is refused with 403; our own is served', async () => {
     const foreign = await postMcp(server.url, initialize, { origin: 'https://evil.example' })
     expect(foreign.status).toBe(403)
