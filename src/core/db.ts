@@ -46,6 +46,11 @@ export interface Store {
   notify(channel: string, payload: string): Promise<void>
   /** True when a trivial query answers within `timeoutMs`. */
   ping(timeoutMs?: number): Promise<boolean>
+  /**
+   * The embedded database only: a consistent snapshot of its whole folder (tar.gz), taken between two
+   * queries (PGlite runs one at a time). `npm run db:backup` gets it from a running server this way.
+   */
+  snapshot?(): Promise<Blob>
   close(): Promise<void>
 }
 
@@ -163,25 +168,29 @@ async function openPostgres(url: string, connectTimeoutMs: number, log: Logger):
   }
 }
 
+/** The pid of another live process that holds the embedded database in `dir`, if one does. */
+export function pgliteOwner(dir: string): number | undefined {
+  const lock = `${dir.replace(/\/+$/, '')}.lock`
+  if (!existsSync(lock)) return undefined
+  const pid = Number(readFileSync(lock, 'utf8').trim())
+  try {
+    return pid > 0 && pid !== process.pid && process.kill(pid, 0) ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * PGlite is one process's database: a second process opening the same folder would corrupt it.
  * A pid file beside it makes the second one stop with a clear message instead.
  */
-function lockPgliteDir(dir: string): () => void {
+export function lockPgliteDir(dir: string): () => void {
   const lock = `${dir.replace(/\/+$/, '')}.lock`
-  if (existsSync(lock)) {
-    const pid = Number(readFileSync(lock, 'utf8').trim())
-    let alive = false
-    try {
-      alive = pid > 0 && pid !== process.pid && process.kill(pid, 0)
-    } catch {
-      alive = false
-    }
-    if (alive)
-      throw new DatabaseUnavailableError(
-        `The embedded database in ${dir} is in use by another Gantry process (pid ${pid}). Stop it first, or use the HTTP API (e.g. /api/keys) of the running server.`,
-      )
-  }
+  const pid = pgliteOwner(dir)
+  if (pid !== undefined)
+    throw new DatabaseUnavailableError(
+      `The embedded database in ${dir} is in use by another Gantry process (pid ${pid}). Stop it first, or use the HTTP API (e.g. /api/keys) of the running server.`,
+    )
   writeFileSync(lock, String(process.pid))
   return () => rmSync(lock, { force: true })
 }
@@ -210,6 +219,7 @@ async function openPglite(dir: string): Promise<Store> {
       await pg.query('select pg_notify($1, $2)', [channel, payload])
     },
     ping: (timeoutMs = 1000) => pingWithTimeout(() => pg.query('select 1'), timeoutMs),
+    snapshot: () => pg.dumpDataDir('gzip'),
     close: async () => {
       await pg.close()
       unlock()
