@@ -91,7 +91,7 @@ describe('console plugin disabled', () => {
 describe('the console page without a build', () => {
   test('a missing build is a 503 page saying what to run, not a 500', async () => {
     const dist = tempDir('gantry-console-')
-    const res = consolePage(dist, () => false)()
+    const res = await consolePage(dist, () => false)()
     expect(res.status).toBe(503)
     expect(res.headers.get('content-security-policy')).toBe(CONSOLE_CSP)
     const body = await res.text()
@@ -100,7 +100,7 @@ describe('the console page without a build', () => {
   })
 
   test('while a build runs the page says so and reloads by itself', async () => {
-    const res = consolePage(tempDir('gantry-console-'), () => true)()
+    const res = await consolePage(tempDir('gantry-console-'), () => true)()
     expect(res.status).toBe(503)
     expect(res.headers.get('retry-after')).toBe('2')
     const body = await res.text()

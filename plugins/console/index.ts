@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { staticPlugin } from '@elysiajs/static'
 import { Elysia } from 'elysia'
+import { authenticate, toPrincipalBody } from '../../src/core/auth.ts'
 import { gantryContext, gantryOf } from '../../src/core/context.ts'
 import { PAGE_PROVIDER } from '../../src/core/routes.ts'
 import { DIST_DIR, ensureBuilt, isBuilding } from './build.ts'
@@ -33,7 +34,12 @@ export default new Elysia({ name: 'console' })
   .use(assets)
   .onStart((app) => {
     const gantry = gantryOf(app)
-    gantry.state.set(PAGE_PROVIDER, consolePage(DIST_DIR, isBuilding))
+    const whoIs = (request: Request) =>
+      authenticate(gantry, request).then(
+        (p) => (p ? toPrincipalBody(p) : null),
+        () => null,
+      )
+    gantry.state.set(PAGE_PROVIDER, consolePage(DIST_DIR, isBuilding, whoIs))
     // Not awaited: the API is up at once; the page says "being built" until the build is in place.
     ensureBuilt(gantry.log).catch((err) =>
       gantry.log.error({ plugin: 'console', err: err.message }, 'the console could not be built'),

@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileResponse } from '../../src/core/runtime.ts'
 
 /**
  * Everything the console loads comes from this origin; no inline script, no eval, and no framing (noVNC draws
@@ -31,18 +30,40 @@ ${refresh ? '<meta http-equiv="refresh" content="2">' : ''}<title>Gantry: ${titl
 <link rel="icon" href="/favicon.svg" type="image/svg+xml"></head>
 <body><h1>${title}</h1><p>${body}</p><p>The API answers meanwhile; it is documented at <a href="/docs">/docs</a>.</p></body></html>`
 
+const attribute = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+
 /**
  * The console's page for `GET /`: the built index.html (never cached, so a new build is picked up at once),
- * or, while there is no build, a 503 page that says why instead of an error.
+ * or, while there is no build, a 503 page that says why instead of an error. The page names who is signed in
+ * (a `<meta>` the client reads; no inline script), so a signed-out browser shows the sign-in form without first
+ * asking `/api/me` for a 401.
  */
-export function consolePage(dist: string, building: () => boolean) {
-  return (): Response => {
+export function consolePage(
+  dist: string,
+  building: () => boolean,
+  whoIs: (request: Request) => Promise<object | null> = async () => null,
+) {
+  let cached: { mtime: number; html: string } | undefined
+  return async (request?: Request): Promise<Response> => {
     const index = join(dist, 'index.html')
     if (existsSync(index)) {
-      const res = fileResponse(index, 'no-cache')
-      for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.headers.set(k, v)
-      res.headers.set('content-type', 'text/html; charset=utf-8')
-      return res
+      const mtime = statSync(index).mtimeMs
+      if (cached?.mtime !== mtime) cached = { mtime, html: readFileSync(index, 'utf8') }
+      const principal = request ? await whoIs(request) : null
+      const html = principal
+        ? cached.html.replace(
+            '<head>',
+            `<head>\n    <meta name="gantry-principal" content="${attribute(JSON.stringify(principal))}" />`,
+          )
+        : cached.html
+      return new Response(html, {
+        headers: {
+          ...SECURITY_HEADERS,
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-cache',
+        },
+      })
     }
     const html = building()
       ? notice(

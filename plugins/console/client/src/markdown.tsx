@@ -1,0 +1,55 @@
+import { effect, type Signal } from '@preact/signals'
+import DOMPurify from 'dompurify'
+import { Marked } from 'marked'
+import { useEffect, useRef } from 'preact/hooks'
+
+const escapeHtml = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
+
+// Model output is untrusted. Raw HTML in it is shown as the text it is (never parsed as markup), then DOMPurify
+// removes whatever markup Markdown itself could produce that runs or leaves the page (javascript: links...).
+const marked = new Marked({
+  gfm: true,
+  breaks: true,
+  renderer: {
+    html: ({ text }) => escapeHtml(text),
+    image: ({ text }) => escapeHtml(text),
+  },
+})
+
+DOMPurify.addHook('afterSanitizeAttributes', (node) => {
+  if (node.tagName === 'A') {
+    node.setAttribute('rel', 'noopener noreferrer')
+    node.setAttribute('target', '_blank')
+  }
+})
+
+export function renderMarkdown(text: string): string {
+  return DOMPurify.sanitize(marked.parse(text, { async: false }) as string, {
+    FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'img', 'svg', 'math', 'iframe'],
+  })
+}
+
+/**
+ * Markdown that follows a growing text: the text signal changes per token, the DOM at most once per animation
+ * frame, and only this message is re-rendered.
+ */
+export function Markdown({ text }: { text: Signal<string> }) {
+  const el = useRef<HTMLDivElement>(null)
+  useEffect(() => {
+    let frame = 0
+    const paint = () => {
+      frame = 0
+      if (el.current) el.current.innerHTML = renderMarkdown(text.peek())
+    }
+    const dispose = effect(() => {
+      void text.value
+      frame ||= requestAnimationFrame(paint)
+    })
+    return () => {
+      dispose()
+      cancelAnimationFrame(frame)
+    }
+  }, [text])
+  return <div class="md" ref={el} />
+}

@@ -1,0 +1,212 @@
+/**
+ * The console end to end: a real server, the simulated Ollama, and Debian's chromium driving the pages the way a
+ * person would. Sign in, start a task from the form and watch it finish, steer and cancel another, chat and watch
+ * the answer stream, reload in the middle of an answer, and visit every page without a console error.
+ */
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import type { Page } from 'playwright-core'
+import {
+  describeBrowser,
+  expectNoProblems,
+  openNav,
+  screenshot,
+  shootOnFailure,
+  signIn,
+  useBrowser,
+} from '../../test/browser.ts'
+import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
+import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
+import { good, type MODULES, planReply } from '../tasks/testing.ts'
+import { ensureBuilt } from './build.ts'
+
+let ollama: MockOllama
+let server: TestServer
+const SLOW_ANSWER = Array.from({ length: 80 }, (_, i) => `word${i}`).join(' ')
+
+beforeAll(async () => {
+  await ensureBuilt()
+  ollama = await startMockOllama()
+  // Tasks by their goal (a plan, then each module's code); chat gets the mock's default or enqueued answers.
+  ollama.script(({ body }) => {
+    const messages = (body?.messages ?? []) as { content?: string }[]
+    const text = messages.map((m) => m.content ?? '').join('\n')
+    const planning = String(messages[0]?.content ?? '').startsWith('You plan')
+    const module = /Write the module (\w+)\.ts/.exec(text)?.[1] as keyof typeof MODULES | undefined
+    if (text.includes('Build a tiny math library'))
+      return planning ? { content: planReply(['mathutil', 'stats']) } : good(module ?? 'mathutil')
+    // Plans, then never finishes writing its module: there is time to steer it and to cancel it.
+    if (text.includes('Build a slow parser'))
+      return planning ? { content: planReply(['mathutil']) } : { hang: true, content: '{"code": "' }
+    return undefined
+  })
+  server = await startTestServer({ OLLAMA_HOST: ollama.url, CODE_EXECUTION: 'off' })
+}, 120_000)
+
+afterAll(async () => {
+  await server?.stop()
+  await ollama?.stop()
+}, 30_000)
+
+const progressOf = (page: Page, name: string) =>
+  page.getByRole('progressbar', { name, exact: true }).first().getAttribute('value')
+
+describeBrowser('the console, end to end', () => {
+  const tab = useBrowser(() => server.url)
+
+  test('sign in, start a task from the form, watch it reach 100% and its modules appear', async () => {
+    const { page, problems } = tab()
+    await shootOnFailure(page, 'e2e-task', async () => {
+      await page.goto(`${server.url}/`)
+      await page.getByLabel('API key', { exact: true }).waitFor()
+      await screenshot(page, 'signin')
+      await signIn(page, server.url, ADMIN_KEY)
+      await page.getByRole('status').filter({ hasText: 'Signed in as admin (admin)' }).waitFor()
+      await openNav(page, 'Tasks')
+      await page.getByLabel('Prompt', { exact: true }).fill('Build a tiny math library')
+      await page.getByRole('button', { name: 'Add answer' }).click()
+      await page.getByLabel('Clarifying answer 1').fill('Use plain numbers')
+      await page.getByRole('button', { name: 'Add answer' }).click()
+      await page.getByLabel('Clarifying answer 2').fill('to be removed')
+      await page.getByRole('button', { name: 'Remove answer 2' }).click()
+      expect(await page.getByLabel('Clarifying answer 2').count()).toBe(0)
+      await page.getByLabel('Max iterations').fill('2')
+      await page.getByRole('button', { name: 'Start task', exact: true }).click()
+      // The form opens the new task's page, which follows it live to the end.
+      await page.getByRole('heading', { level: 1, name: 'Build a tiny math library' }).waitFor()
+      await waitFor(async () => (await progressOf(page, 'Task progress')) === '100', 30_000, 'progress 100%')
+      await page.getByRole('region', { name: 'Timeline' }).getByText('TASK_COMPLETE').first().waitFor()
+      const code = page.getByLabel('Code of mathutil.ts', { exact: true })
+      await code.waitFor()
+      expect(await code.textContent()).toContain('export const add = (a: number, b: number): number => a + b')
+      await page.getByLabel('Code of stats.ts', { exact: true }).waitFor()
+      // The task as the server has it: the answers from the form went with it.
+      const tasks = (await server.api('/tasks')).body.tasks
+      expect(tasks[0].prompt).toBe('Build a tiny math library')
+      expect(tasks[0].max_iterations).toBe(2)
+      await screenshot(page, 'task')
+    })
+    expectNoProblems(problems)
+  }, 90_000)
+
+  test('a task started with curl appears in the list live; another is steered, then cancelled', async () => {
+    const { page, problems } = tab()
+    await shootOnFailure(page, 'e2e-intervene', async () => {
+      await signIn(page, server.url, ADMIN_KEY)
+      await openNav(page, 'Tasks')
+      await page.getByRole('list', { name: 'Tasks' }).waitFor()
+      const created = await server.api('/tasks', { method: 'POST', json: { prompt: 'Build a slow parser' } })
+      expect(created.status).toBe(201)
+      const taskId = created.body.task_id as string
+      const link = page.getByRole('link', { name: 'Build a slow parser' })
+      await link.waitFor({ timeout: 10_000 })
+      await screenshot(page, 'tasks')
+      await link.click()
+      await page.getByRole('heading', { level: 1, name: 'Build a slow parser' }).waitFor()
+      await page
+        .getByRole('region', { name: 'Timeline' })
+        .getByText('PLANNING_COMPLETE')
+        .first()
+        .waitFor({ timeout: 20_000 })
+      await page.getByLabel('Guidance', { exact: true }).fill('Accept trailing commas')
+      await page.getByRole('button', { name: 'Send guidance' }).click()
+      await page
+        .getByRole('region', { name: 'Timeline' })
+        .getByText('INTERVENTION_RECEIVED')
+        .first()
+        .waitFor()
+      await page.getByText('Accept trailing commas').first().waitFor()
+      await page.getByRole('button', { name: 'Cancel task' }).click()
+      await page
+        .getByRole('region', { name: 'Timeline' })
+        .getByText('TASK_CANCELLED')
+        .first()
+        .waitFor({ timeout: 20_000 })
+      await waitFor(
+        async () => (await server.api(`/tasks/${taskId}`)).body.status === 'cancelled',
+        10_000,
+        'cancelled',
+      )
+      // Guidance the task never used is said to have come too late.
+      await page.getByRole('note').filter({ hasText: 'too late' }).first().waitFor()
+      await page.getByRole('button', { name: 'Delete task' }).click()
+      await page.getByRole('button', { name: 'Confirm delete' }).click()
+      await page.getByRole('button', { name: 'Start task', exact: true }).waitFor()
+      expect((await server.api(`/tasks/${taskId}`)).status).toBe(404)
+    })
+    expectNoProblems(problems)
+  }, 90_000)
+
+  test('chat: the answer streams in; a reload mid-answer loses and doubles nothing', async () => {
+    const { page, problems } = tab()
+    ollama.enqueue({ content: SLOW_ANSWER, tokensPerSecond: 15 })
+    await shootOnFailure(page, 'e2e-chat', async () => {
+      await signIn(page, server.url, ADMIN_KEY)
+      await openNav(page, 'Chat')
+      await page.getByLabel('Session name', { exact: true }).fill('Sky questions')
+      await page.getByRole('button', { name: 'Create session' }).click()
+      await page.getByRole('heading', { level: 1, name: 'Sky questions' }).waitFor()
+      await page.getByLabel('Message', { exact: true }).fill('Why is the sky blue?')
+      await page.getByRole('button', { name: 'Send', exact: true }).click()
+      const answer = page.locator('article[data-role=assistant]').last()
+      // Streaming: part of the answer shows while the rest is still coming.
+      await answer.getByText('word5', { exact: false }).waitFor({ timeout: 20_000 })
+      expect(await answer.textContent()).not.toContain('word79')
+      await page.getByRole('button', { name: 'Stop' }).waitFor()
+      await page.reload()
+      await page.getByRole('heading', { level: 1, name: 'Sky questions' }).waitFor()
+      const again = page.locator('article[data-role=assistant]').last()
+      await again.getByTestId('metrics').waitFor({ timeout: 30_000 })
+      const text = (await again.locator('.md').textContent())!.trim()
+      expect(text).toBe(SLOW_ANSWER)
+      expect(await again.getByTestId('metrics').textContent()).toMatch(/tokens\/s · first token \d+ ms/)
+      expect(await page.locator('article[data-role=user]').count()).toBe(1)
+      expect(await page.locator('article[data-role=assistant]').count()).toBe(1)
+      // A second question, answered at once by the default reply.
+      await page.getByLabel('Message', { exact: true }).fill('And at sunset?')
+      await page.getByRole('button', { name: 'Send', exact: true }).click()
+      await page.getByText('Simulated answer to: And at sunset?').waitFor({ timeout: 20_000 })
+      await screenshot(page, 'chat')
+    })
+    expectNoProblems(problems)
+  }, 90_000)
+
+  test('every page opens without a console error', async () => {
+    const { page, problems } = tab()
+    await shootOnFailure(page, 'e2e-pages', async () => {
+      await signIn(page, server.url, ADMIN_KEY)
+      await openNav(page, 'Status')
+      await page.getByRole('heading', { name: 'Plugins' }).waitFor()
+      await page.getByText('console').first().waitFor()
+      await screenshot(page, 'status')
+      await openNav(page, 'Desktop')
+      await page.getByRole('region', { name: 'Desktop screen' }).waitFor()
+      await page
+        .getByText(/The desktop is|unavailable/)
+        .first()
+        .waitFor()
+      await screenshot(page, 'desktop')
+      await openNav(page, 'Admin')
+      await page.getByRole('heading', { name: 'API keys' }).waitFor()
+      await page.getByLabel('Key user').fill('carol')
+      await page.getByRole('button', { name: 'Create key' }).click()
+      const key = await page.getByLabel('New API key').textContent()
+      expect(key).toMatch(/^gk_/)
+      await page
+        .getByRole('region', { name: 'Server log' })
+        .getByText('POST /api/keys')
+        .first()
+        .waitFor({ timeout: 10_000 })
+        .catch(() => {})
+      await screenshot(page, 'admin')
+      await openNav(page, 'Chat')
+      await page.getByRole('link', { name: 'Agents' }).click()
+      await page.getByLabel('Agent name').fill('poet')
+      await page.getByRole('button', { name: 'Create agent' }).click()
+      await page.getByRole('button', { name: 'Delete agent poet' }).click()
+      await page.getByRole('button', { name: 'Delete agent poet' }).waitFor({ state: 'detached' })
+      await page.getByRole('button', { name: 'Sign out' }).click()
+      await page.getByLabel('API key', { exact: true }).waitFor()
+    })
+    expectNoProblems(problems)
+  }, 90_000)
+})
