@@ -39,13 +39,18 @@ afterAll(async () => {
   await mock?.exited
 }, 30_000)
 
-/** The shell commands of the README code block under `heading`: continuation lines joined, comments dropped. */
-function readmeCommands(heading: string): string[] {
+/** The first code block of `lang` under the README heading `heading`. */
+function readmeBlock(heading: string, lang: string): string {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
   const section = readme.slice(readme.indexOf(`### ${heading}`))
-  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1]
-  if (!block) throw new Error(`README has no sh block under "${heading}"`)
+  const block = new RegExp(`\`\`\`${lang}\n([\\s\\S]*?)\`\`\``).exec(section)?.[1]
+  if (!block) throw new Error(`README has no ${lang} block under "${heading}"`)
   return block
+}
+
+/** The shell commands of the README code block under `heading`: continuation lines joined, comments dropped. */
+function readmeCommands(heading: string): string[] {
+  return readmeBlock(heading, 'sh')
     .replace(/\\\n\s*/g, '')
     .split('\n')
     .map((line) => line.trim())
@@ -158,4 +163,62 @@ describe('README: chat with curl, with the default simulator as the model', () =
     expect(answer.message_id).toBe(asked.assistant_message_id)
     expect(answer.content).toContain('Why is the sky blue?')
   }, 60_000)
+})
+
+describe('README: chat with the openai client, with the default simulator as the model', () => {
+  test('the streamed completion arrives', async () => {
+    const code = readmeBlock('Chat with the `openai` client', 'ts').replaceAll(
+      'http://localhost:9876',
+      server.url,
+    )
+    // Run from the project folder, so that `openai` resolves as it does for a reader who installed it.
+    const run = Bun.spawn([process.execPath, '-e', `const KEY = ${JSON.stringify(ADMIN_KEY)};\n${code}`], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    })
+    const [out, err, exit] = await Promise.all([
+      new Response(run.stdout).text(),
+      new Response(run.stderr).text(),
+      run.exited,
+    ])
+    expect(err).toBe('')
+    expect(exit).toBe(0)
+    expect(out).toContain('Why is the sky blue?')
+  }, 60_000)
+})
+
+/** A Python that has the `websockets` package (Debian: python3-websockets), if there is one. */
+const python = ['python3', '/usr/bin/python3'].find(
+  (exe) => Bun.which(exe) && Bun.spawnSync([exe, '-c', 'import websockets']).exitCode === 0,
+)
+
+describe('README: the Python WebSocket client, with the default simulator as the model', () => {
+  test.skipIf(!python)(
+    'runs as written on the installed websockets release',
+    async () => {
+      const code = readmeBlock('Chat with a stock WebSocket client', 'python').replaceAll(
+        'ws://localhost:9876',
+        server.url.replace('http', 'ws'),
+      )
+      const run = Bun.spawn([python!, '-c', code], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', KEY: ADMIN_KEY },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      })
+      const timer = setTimeout(() => run.kill(), 30_000)
+      const [out, err, exit] = await Promise.all([
+        new Response(run.stdout).text(),
+        new Response(run.stderr).text(),
+        run.exited,
+      ])
+      clearTimeout(timer)
+      expect(err).toBe('')
+      expect(exit).toBe(0)
+      expect(out).toContain('Connected:')
+      expect(out).toContain('Simulated answer to: Hello!')
+    },
+    60_000,
+  )
 })
