@@ -3,10 +3,13 @@
  * swapped (the upstream address, the listen ports, the certificate and log paths); every replacement must hit, so
  * a changed nginx.conf cannot silently escape these checks. Covered: TLS and the HTTP redirect, request ids,
  * the public origin in the URLs Gantry hands out, WebSocket upgrades with the browser's Origin intact, unbuffered
- * SSE, the Secure cookie, rate limits, body limits and nginx's own errors in Gantry's JSON shape.
+ * SSE, the Secure cookie, rate limits, body limits, CSRF behind the proxy, and nginx's own errors (413, 429, 502,
+ * and what the runtime would drop or answer in text: unknown methods, oversized headers, broken chunking) in
+ * Gantry's JSON shape.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { rmSync } from 'node:fs'
+import { connect as tlsConnect } from 'node:tls'
 import { openSse } from '../plugins/logs-stream/testing.ts'
 import { rfbHandshake } from '../plugins/vnc/rfb-client.ts'
 import { connectWs } from '../plugins/websocket/testing.ts'
@@ -145,6 +148,89 @@ describe.skipIf(!HAVE_NGINX)('behind nginx', () => {
     })
     expect(res.status).toBe(413)
     expect((await res.json()).error).toBe('payload_too_large')
+  })
+
+  /** One HTTP/1.1 request over TLS, written byte for byte (what fetch refuses to send), read to the close. */
+  const rawHttps = (head: string, body = ''): Promise<{ status: number; head: string; json: any }> =>
+    new Promise((resolve, reject) => {
+      const port = Number(new URL(https).port)
+      const socket = tlsConnect({ host: '127.0.0.1', port, ca: nginx!.ca }, () => socket.end(head + body))
+      let text = ''
+      socket.on('data', (d) => {
+        text += d
+      })
+      socket.on('error', reject)
+      socket.on('close', () => {
+        const [top = '', rest = ''] = text.split('\r\n\r\n')
+        let json: any
+        try {
+          json = JSON.parse(rest)
+        } catch {
+          json = rest
+        }
+        resolve({ status: Number(top.split(' ')[1]), head: top, json })
+      })
+    })
+
+  test('nginx’s refusals of requests Gantry’s runtime would drop or answer in text are JSON too', async () => {
+    // An unknown method: the runtime closes the connection unanswered; nginx says 405.
+    const foo = await rawHttps('FOO /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
+    expect(foo.status).toBe(405)
+    expect(foo.head.toLowerCase()).toContain('allow: get, head, post, put, patch, delete, options')
+    expect(foo.json).toMatchObject({ error: 'method_not_allowed' })
+    // Headers over the proxy's limits: 431 from nginx before the runtime's plain-text 431.
+    const oneLong = await get('/health', { headers: { 'x-long': 'a'.repeat(5000) } })
+    expect(oneLong.status).toBe(431)
+    expect(await oneLong.json()).toMatchObject({ error: 'headers_too_large' })
+    const many = Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`x-part-${i}`, 'a'.repeat(3500)]))
+    const tooMany = await get('/health', { headers: many })
+    expect(tooMany.status).toBe(431)
+    expect((await tooMany.json()).error).toBe('headers_too_large')
+    // Under the limits, the request reaches Gantry.
+    expect((await get('/health', { headers: { 'x-long': 'a'.repeat(3500) } })).status).toBe(200)
+    // A malformed chunked body: 400 in JSON from nginx.
+    const chunked = await rawHttps(
+      'POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n',
+      'zz\r\nnot a chunk\r\n0\r\n\r\n',
+    )
+    expect(chunked.status).toBe(400)
+    expect(chunked.json).toMatchObject({ error: 'bad_request' })
+    // A request line nginx cannot parse at all.
+    const garbage = await rawHttps(
+      'GET /health HTTP/1.1 extra\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+    )
+    expect(garbage.status).toBe(400)
+    expect(garbage.json).toMatchObject({ error: 'bad_request' })
+    // The URL over the proxy's limit.
+    const long = await get(`/health?q=${'a'.repeat(5000)}`)
+    expect(long.status).toBe(414)
+    expect(await long.json()).toMatchObject({ error: 'uri_too_long' })
+  })
+
+  test('Gantry’s own refusals pass through untouched: deep JSON, and a cookie from another origin', async () => {
+    const deep = await get('/tasks', {
+      method: 'POST',
+      headers: { ...bearer, 'content-type': 'application/json' },
+      body: `{"prompt": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+    })
+    expect(deep.status).toBe(400)
+    expect((await deep.json()).error).toBe('too_deep')
+    // Logged in past nginx (its login rate limit is spent above); the cookie is the same either way.
+    const login = await server.api('/api/auth/login', {
+      method: 'POST',
+      key: null,
+      json: { api_key: ADMIN_KEY },
+    })
+    expect(login.status).toBe(200)
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!
+    // The public origin (https, nginx's port) is this server's own; the upstream's http://127.0.0.1:<port> is not.
+    const own = await get('/api/ws-ticket', { method: 'POST', headers: { cookie, origin: https } })
+    expect(own.status).toBe(200)
+    for (const origin of ['https://evil.example', server.url]) {
+      const foreign = await get('/api/ws-ticket', { method: 'POST', headers: { cookie, origin } })
+      expect(foreign.status).toBe(403)
+      expect((await foreign.json()).error).toBe('forbidden_origin')
+    }
   })
 
   test.skipIf(!Bun.which('Xvfb') || !Bun.which('x11vnc'))(
