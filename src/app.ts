@@ -3,6 +3,7 @@ import { authRoutes, keyRoutes } from './core/auth.ts'
 import type { Gantry } from './core/context.ts'
 import { httpLayer, noteRawBodyRoutes } from './core/http.ts'
 import type { LoadedPlugin } from './core/loader.ts'
+import { metricsRoutes } from './core/metrics-route.ts'
 import { coreRoutes } from './core/routes.ts'
 
 /**
@@ -17,6 +18,7 @@ export function createApp(gantry: Gantry, plugins: LoadedPlugin[]) {
     .use(coreRoutes(gantry.version))
     .use(authRoutes)
     .use(keyRoutes)
+    .use(metricsRoutes)
   for (const plugin of plugins) app.use(plugin.instance)
   noteRawBodyRoutes(gantry, app.routes)
   return app

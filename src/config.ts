@@ -34,6 +34,8 @@ export interface Config {
   taskTtlDays: number
   /** Roles that may view and drive the agent desktop (VNC). */
   vncAllowedRoles: Array<'admin' | 'user'>
+  /** A bearer token Prometheus may scrape GET /metrics with (admins may always). */
+  metricsToken: string | undefined
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -173,6 +175,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionTtlDays: read('SESSION_TTL_DAYS', integer(0, 36_500), 30),
     taskTtlDays: read('TASK_TTL_DAYS', integer(0, 36_500), 0),
     vncAllowedRoles: read('VNC_ALLOWED_ROLES', roles, ['admin']),
+    metricsToken: read<string | undefined>('METRICS_TOKEN', apiKey, undefined),
   }
   if (problems.length) throw new ConfigError(problems)
   return config
