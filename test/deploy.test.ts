@@ -1,6 +1,11 @@
-/** docker-compose.yml, the Dockerfile and nginx.conf, checked without a Docker engine: parsed and validated. */
+/**
+ * docker-compose.yml, the Dockerfile and nginx.conf, checked without a Docker engine: parsed and validated;
+ * and package.json: what runs in production is in "dependencies" (`npm ci --omit=dev` must give a server that
+ * starts), and `engines.node` is the Node every installed package accepts.
+ */
 import { describe, expect, test } from 'bun:test'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { builtinModules } from 'node:module'
 import { join } from 'node:path'
 import { ROOT } from './helpers.ts'
 
@@ -62,4 +67,71 @@ describe('nginx.conf', () => {
     expect(conf.slice(firstLocation)).not.toContain('proxy_set_header')
   })
   // nginx -t and the behaviour through a real nginx: test/nginx.test.ts
+})
+
+/** The packages a file imports at run time (type-only imports, relative paths and built-ins excluded). */
+function runtimeImports(text: string): string[] {
+  const builtins = new Set(builtinModules)
+  const specs = [
+    ...text.matchAll(
+      /^\s*(?:import|export)\s+(?!type\b)[^'"]*?\bfrom\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm,
+    ),
+  ].map((m) => m[1] ?? m[2] ?? m[3] ?? '')
+  return specs
+    .filter((spec) => spec && !/^[./]/.test(spec) && !spec.startsWith('node:') && !spec.startsWith('bun:'))
+    .filter((spec) => spec !== 'bun' && !builtins.has(spec))
+    .map((spec) =>
+      spec
+        .split('/')
+        .slice(0, spec.startsWith('@') ? 2 : 1)
+        .join('/'),
+    )
+}
+
+describe('package.json: what production needs', () => {
+  const pkg = JSON.parse(read('package.json'))
+  const dependencies = Object.keys(pkg.dependencies ?? {})
+
+  test('bun (the server runs on it) and typescript (the sandbox type-checks with it) are dependencies', () => {
+    expect(dependencies).toContain('bun')
+    expect(dependencies).toContain('typescript')
+  })
+
+  test('every package that src/, plugins/ and bin/ import outside tests is a dependency, not a devDependency', () => {
+    const missing: string[] = []
+    let scanned = 0
+    for (const root of ['src', 'plugins', 'bin'])
+      for (const file of new Bun.Glob(`${root}/**/*.{ts,tsx,js,mjs}`).scanSync(ROOT)) {
+        if (/\.test\.tsx?$|(^|\/)testing\.ts$/.test(file)) continue
+        scanned++
+        for (const name of runtimeImports(read(file)))
+          if (!dependencies.includes(name)) missing.push(`${name} (imported by ${file})`)
+      }
+    expect(scanned).toBeGreaterThan(50)
+    expect([...new Set(missing)]).toEqual([])
+  })
+
+  test('engines.node is a Node version every installed package accepts', () => {
+    const engines = String(pkg.engines?.node ?? '')
+    const minimum = /^>=\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(engines)
+    expect(minimum, `engines.node is ">=<version>", got "${engines}"`).not.toBeNull()
+    const [, major, minor = '0', patch = '0'] = minimum!
+    const oldest = `${major}.${minor}.${patch}`
+    // The README promises Node 20+: the oldest Node allowed must be a 20.
+    expect(major).toBe('20')
+    const lock = JSON.parse(read('package-lock.json'))
+    const refusing: string[] = []
+    let checked = 0
+    for (const path of Object.keys(lock.packages ?? {})) {
+      const manifest = join(ROOT, path, 'package.json')
+      if (!path || !existsSync(manifest)) continue
+      const range = JSON.parse(readFileSync(manifest, 'utf8')).engines?.node
+      if (typeof range !== 'string' || !range.trim()) continue
+      checked++
+      if (!Bun.semver.satisfies(oldest, range))
+        refusing.push(`${path.replace(/^.*node_modules\//, '')}: ${range}`)
+    }
+    expect(checked).toBeGreaterThan(20)
+    expect(refusing, `packages that refuse Node ${oldest} (engines.node "${engines}")`).toEqual([])
+  })
 })
