@@ -6,8 +6,14 @@ import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from './helpers.
 let ollama: MockOllama
 let server: TestServer
 beforeAll(async () => {
-  // The simulator's default plan has a module name the workflow refuses: the task logs, warns and fails fast.
+  // A plan with a module name the workflow refuses: the task logs, warns and fails fast.
   ollama = await startMockOllama()
+  ollama.script(() => ({
+    content: JSON.stringify({
+      modules: [{ name: 'Not A File Name', purpose: 'x', interface: '' }],
+      estimated_iterations: 1,
+    }),
+  }))
   server = await startTestServer({ OLLAMA_HOST: ollama.url, OLLAMA_MODEL: 'llama3.2', CODE_EXECUTION: 'off' })
 }, 60_000)
 afterAll(async () => {
