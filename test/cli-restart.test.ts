@@ -9,13 +9,13 @@ import { startTcpProxy } from './tcp-proxy.ts'
 // A follower must survive what happens to long tasks: the server restarting under it, the network dropping.
 // Either way it reconnects with `since` and backoff, and prints every event once, in order.
 
-/** Plans mathutil and stats; stats' first reply is slow, so the drop lands while it is in flight. */
+/** Plans mathutil and stats; stats is slow while `slow()` says so, so the drop lands while it is in flight. */
 const slowStats =
-  (slowMs: number) =>
-  ({ step, module, n }: { step: string; module?: string; n: number }) =>
+  (slowMs: number, slow: () => boolean) =>
+  ({ step, module }: { step: string; module?: string }) =>
     step === 'plan'
       ? { content: planReply(['mathutil', 'stats']) }
-      : { ...good(module as 'mathutil' | 'stats'), delayMs: module === 'stats' && n === 1 ? slowMs : 0 }
+      : { ...good(module as 'mathutil' | 'stats'), delayMs: module === 'stats' && slow() ? slowMs : 0 }
 
 function expectEveryEventOnce(stdout: string) {
   const events = stdout
@@ -50,7 +50,11 @@ describe('following through a server restart', () => {
   test('the server stops (SIGTERM) mid-task and starts again: the follower resumes, nothing lost or doubled', async () => {
     const model = routeByGoal(mock)
     const goal = 'Restart-proof statistics library'
-    model.on(goal, slowStats(30_000))
+    let restarted = false
+    model.on(
+      goal,
+      slowStats(30_000, () => !restarted),
+    )
     const env = {
       DATA_DIR: tempDir(),
       PORT: String(freeLoopbackPort()),
@@ -81,6 +85,7 @@ describe('following through a server restart', () => {
     expect(await first.exit()).toBe(0)
     // Down long enough for the follower to find nobody there, more than once.
     await Bun.sleep(1500)
+    restarted = true
     expect(await start()).toBe(url)
 
     const done = await follower.exit()
@@ -101,7 +106,11 @@ describe('following through a network drop', () => {
 
   test('every connection is cut and refused for a while: the follower reconnects and misses nothing', async () => {
     const goal = 'Drop-proof statistics library'
-    world.model.on(goal, slowStats(3000))
+    let cut = false
+    world.model.on(
+      goal,
+      slowStats(3000, () => !cut),
+    )
     const port = Number(new URL(world.server.url).port)
     const proxy = await startTcpProxy({ host: '127.0.0.1', port })
     try {
@@ -111,6 +120,7 @@ describe('following through a network drop', () => {
       )
       await follower.waitForStdout(/"MODULE_STARTED".*"stats\.ts"/, 60_000)
       proxy.cut()
+      cut = true
       await Bun.sleep(1500)
       proxy.restore()
       const done = await follower.exit()
