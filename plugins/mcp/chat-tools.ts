@@ -60,6 +60,26 @@ function summarizeTools(row: MessageRow): string[] {
   })
 }
 
+const ChatInput = z.object({
+  message: z.string().min(1).max(100_000).describe('What to say'),
+  agent: z
+    .string()
+    .min(1)
+    .max(128)
+    .optional()
+    .describe('Agent name, e.g. assistant, coder, researcher (the session’s agent if omitted)'),
+  session: z
+    .string()
+    .min(1)
+    .max(128)
+    .optional()
+    .describe(
+      'A session id (sess-…) from an earlier answer, or a name of yours; a new name starts a session',
+    ),
+})
+
+const NoInput = z.object({})
+
 export function registerChatTools(server: McpServer, call: McpCall): void {
   server.registerTool(
     'chat',
@@ -67,23 +87,7 @@ export function registerChatTools(server: McpServer, call: McpCall): void {
       title: 'Chat with a Gantry agent',
       description:
         "Send a message to one of Gantry's agents (running on the server's local model) and get its answer, with a summary of any tools it used. The exchange is kept in a chat session: omit `session` to start a new one, and pass the session id from the answer to continue the same conversation. Use list_agents to see which agents exist.",
-      inputSchema: {
-        message: z.string().min(1).max(100_000).describe('What to say'),
-        agent: z
-          .string()
-          .min(1)
-          .max(128)
-          .optional()
-          .describe('Agent name, e.g. assistant, coder, researcher (the session’s agent if omitted)'),
-        session: z
-          .string()
-          .min(1)
-          .max(128)
-          .optional()
-          .describe(
-            'A session id (sess-…) from an earlier answer, or a name of yours; a new name starts a session',
-          ),
-      },
+      inputSchema: ChatInput,
       annotations: { readOnlyHint: false, openWorldHint: false },
     },
     (args, extra) =>
@@ -128,7 +132,7 @@ export function registerChatTools(server: McpServer, call: McpCall): void {
       title: 'List agents',
       description:
         'The agents you can chat with: built-in ones (assistant, researcher, coder), those plugins add (e.g. desktop) and your own, each with its purpose and tools.',
-      inputSchema: {},
+      inputSchema: NoInput,
       annotations: { readOnlyHint: true },
     },
     () =>

@@ -4,7 +4,7 @@ import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
 import { createUserKey, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
 import { planReply, routeByGoal, straight, waitForEvent } from '../tasks/testing.ts'
 import type { CancelBoard } from './cancel.ts'
-import { connectMcp, jsonOf, textOf } from './testing.ts'
+import { connectMcp, jsonOf, postMcp, textOf } from './testing.ts'
 
 let mock: MockOllama
 let server: TestServer
@@ -209,6 +209,45 @@ describe('coding tasks', () => {
     )
   }, 30_000)
 })
+
+test('a client that disconnects mid-wait: the server stops following, the task completes', async () => {
+  const goal = 'Build an adder for a client that leaves'
+  model.on(goal, ({ step, module }) =>
+    step === 'plan'
+      ? { content: planReply(['mathutil']) }
+      : { ...straight(['mathutil'])({ step, module, n: 1 } as any), delayMs: 4000 },
+  )
+  const board = server.running.gantry.state.get('mcp') as CancelBoard
+  const leave = new AbortController()
+  const res = await postMcp(
+    server.url,
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 41,
+      method: 'tools/call',
+      params: {
+        name: 'start_coding_task',
+        arguments: { prompt: goal, wait: true },
+        _meta: { progressToken: 'p' },
+      },
+    }),
+    {},
+    leave.signal,
+  )
+  const reader = res.body!.getReader()
+  let seen = ''
+  while (!seen.includes('Writing mathutil.ts')) seen += new TextDecoder().decode((await reader.read()).value)
+  expect(board.watching).toBe(1)
+  leave.abort()
+  await waitFor(() => board.watching === 0, 2000, 'the server to notice the client left')
+  const id = jsonOf(await client.callTool({ name: 'list_tasks', arguments: { limit: 1 } })).tasks[0].task_id
+  await waitFor(
+    async () =>
+      jsonOf(await client.callTool({ name: 'get_task', arguments: { task_id: id } })).status === 'completed',
+    20_000,
+    'the task to complete',
+  )
+}, 30_000)
 
 describe('chat and agents', () => {
   test('chat answers with tool calls summarized and keeps the history in its session', async () => {

@@ -23,6 +23,42 @@ const TaskId = z
   .max(200)
   .describe('The task id, task-… (from start_coding_task or list_tasks)')
 
+// Built once per process: every request builds its own MCP server, but never these.
+const StartInput = z.object({
+  prompt: z
+    .string()
+    .min(1)
+    .max(MAX_PROMPT_CHARS)
+    .describe('What to build, in plain words, e.g. "Build an email validator with tests"'),
+  answers: z
+    .array(z.string().max(4000))
+    .max(50)
+    .optional()
+    .describe('Answers to clarifying questions or extra requirements, added to the plan'),
+  max_iterations: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_ITERATIONS)
+    .optional()
+    .describe('Attempts per module (write, test, fix); default 3'),
+  model: z.string().min(1).max(200).optional().describe('Ollama model to use; the server default if omitted'),
+  wait: z
+    .boolean()
+    .optional()
+    .describe('true: follow the task to the end and return its results (up to 30 minutes)'),
+})
+const TaskIdInput = z.object({ task_id: TaskId })
+const ListInput = z.object({
+  status: z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']).optional(),
+  limit: z.number().int().min(1).max(100).optional().describe('How many (default 20)'),
+  offset: z.number().int().min(0).max(1_000_000).optional().describe('Skip this many (paging)'),
+})
+const GuidanceInput = z.object({
+  task_id: TaskId,
+  guidance: z.string().min(1).max(4000).describe('What the task should do differently'),
+})
+
 export function taskLinks(call: McpCall, id: string) {
   const { http, ws } = call.origin
   return {
@@ -61,35 +97,7 @@ export function registerTaskTools(server: McpServer, call: McpCall): void {
       title: 'Start a coding task',
       description:
         'Hand a programming job to Gantry, which plans it as TypeScript modules, writes each with unit tests using a local model, runs the tests in a sandbox and iterates until they pass. Use it for a self-contained piece of code (a library, a parser, a validator), not for questions. Returns the task id, status and URLs at once; the task keeps running on the server even if you disconnect. With wait: true the call stays open, reports progress (modules done of planned) and returns the finished modules with code, tests and quality scores; for long jobs prefer wait: false and check with get_task.',
-      inputSchema: {
-        prompt: z
-          .string()
-          .min(1)
-          .max(MAX_PROMPT_CHARS)
-          .describe('What to build, in plain words, e.g. "Build an email validator with tests"'),
-        answers: z
-          .array(z.string().max(4000))
-          .max(50)
-          .optional()
-          .describe('Answers to clarifying questions or extra requirements, added to the plan'),
-        max_iterations: z
-          .number()
-          .int()
-          .min(1)
-          .max(MAX_ITERATIONS)
-          .optional()
-          .describe('Attempts per module (write, test, fix); default 3'),
-        model: z
-          .string()
-          .min(1)
-          .max(200)
-          .optional()
-          .describe('Ollama model to use; the server default if omitted'),
-        wait: z
-          .boolean()
-          .optional()
-          .describe('true: follow the task to the end and return its results (up to 30 minutes)'),
-      },
+      inputSchema: StartInput,
       annotations: { title: 'Start a coding task', readOnlyHint: false, openWorldHint: false },
     },
     (args, extra) =>
@@ -112,7 +120,7 @@ export function registerTaskTools(server: McpServer, call: McpCall): void {
       title: 'Task status',
       description:
         'Where a coding task stands: status (queued, running, completed, failed, cancelled), the module being written, its iteration, modules complete of total, and progress from 0 to 1.',
-      inputSchema: { task_id: TaskId },
+      inputSchema: TaskIdInput,
       annotations: { readOnlyHint: true },
     },
     (args) =>
@@ -128,7 +136,7 @@ export function registerTaskTools(server: McpServer, call: McpCall): void {
       title: 'Task results',
       description:
         "A coding task's modules: each with its TypeScript code, its tests, a quality score (0.8 × test pass rate + 0.2 × type check) and the test report. Partial while the task runs.",
-      inputSchema: { task_id: TaskId },
+      inputSchema: TaskIdInput,
       annotations: { readOnlyHint: true },
     },
     (args) => guarded(call, 'get_task_results', async () => text(await taskResults(call, args.task_id))),
@@ -139,11 +147,7 @@ export function registerTaskTools(server: McpServer, call: McpCall): void {
     {
       title: 'List my coding tasks',
       description: 'Your coding tasks, newest first, with status and progress; filter by status.',
-      inputSchema: {
-        status: z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']).optional(),
-        limit: z.number().int().min(1).max(100).optional().describe('How many (default 20)'),
-        offset: z.number().int().min(0).max(1_000_000).optional().describe('Skip this many (paging)'),
-      },
+      inputSchema: ListInput,
       annotations: { readOnlyHint: true },
     },
     (args) =>
@@ -165,10 +169,7 @@ export function registerTaskTools(server: McpServer, call: McpCall): void {
       title: 'Steer a running task',
       description:
         'Give a queued or running coding task guidance ("use a regex", "skip the CLI module"); it is applied at its next model call. Fails for a finished task.',
-      inputSchema: {
-        task_id: TaskId,
-        guidance: z.string().min(1).max(4000).describe('What the task should do differently'),
-      },
+      inputSchema: GuidanceInput,
       annotations: { readOnlyHint: false },
     },
     (args) =>
@@ -184,7 +185,7 @@ export function registerTaskTools(server: McpServer, call: McpCall): void {
       title: 'Cancel a task',
       description:
         'Stop a queued or running coding task. A queued one is cancelled at once; a running one stops within a second. Fails for a finished task.',
-      inputSchema: { task_id: TaskId },
+      inputSchema: TaskIdInput,
       annotations: { readOnlyHint: false, destructiveHint: true },
     },
     (args) =>

@@ -29,9 +29,15 @@ export const textOf = (result: any): string => {
 export const jsonOf = (result: any): any => JSON.parse(textOf(result))
 
 /** A raw POST to /mcp with the headers a Streamable HTTP client sends. */
-export function postMcp(base: string, body: string, headers: Record<string, string> = {}) {
+export function postMcp(
+  base: string,
+  body: string,
+  headers: Record<string, string> = {},
+  signal?: AbortSignal,
+) {
   return fetch(`${base}/mcp`, {
     method: 'POST',
+    signal,
     headers: {
       authorization: `Bearer ${ADMIN_KEY}`,
       'content-type': 'application/json',
