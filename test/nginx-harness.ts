@@ -28,9 +28,18 @@ export interface NginxPorts {
   https: number
 }
 
+export interface NginxOptions {
+  /**
+   * false lifts the per-client rate limits (the `limit_req zone=api` lines), and only them: a benchmark's load
+   * comes from one address and would measure nginx's 429s. Tests keep them.
+   */
+  rateLimits?: boolean
+}
+
 /** nginx.conf for this machine: loopback ports, a test certificate, logs in `dir`. */
-export function localConf(dir: string, ports: NginxPorts): string {
+export function localConf(dir: string, ports: NginxPorts, opts: NginxOptions = {}): string {
   let conf = readFileSync(join(ROOT, 'nginx.conf'), 'utf8')
+  if (opts.rateLimits === false) conf = swap(conf, /^\s*limit_req zone=api [^;\n]*;\n/gm, '')
   conf = swap(conf, UPSTREAM_SERVER, (_line, indent = '', params = '') =>
     ports.upstreams.map((port) => `${indent}server 127.0.0.1:${port}${params};`).join('\n'),
   )
@@ -97,11 +106,15 @@ export interface RunningNginx {
  * Writes nginx.conf for `upstreams` into `dir` (a certificate too), starts nginx on two free loopback ports and
  * waits until GET /health answers 200 through it (so at least one upstream must be up).
  */
-export async function startNginx(dir: string, upstreams: number[]): Promise<RunningNginx> {
+export async function startNginx(
+  dir: string,
+  upstreams: number[],
+  opts: NginxOptions = {},
+): Promise<RunningNginx> {
   const ca = makeCertificate(dir)
   const ports = { upstreams, http: freeLoopbackPort(), https: freeLoopbackPort() }
   const confPath = join(dir, 'nginx.conf')
-  writeFileSync(confPath, localConf(dir, ports))
+  writeFileSync(confPath, localConf(dir, ports, opts))
   const proc = Bun.spawn(['nginx', '-p', dir, '-c', confPath, '-g', globals(dir)], {
     stdout: 'ignore',
     stderr: 'pipe',
