@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { Elysia } from 'elysia'
 import { auth, type Principal } from '../../src/core/auth.ts'
 import { type Gantry, gantryContext, gantryOf } from '../../src/core/context.ts'
@@ -19,7 +20,7 @@ import {
   TaskView,
 } from './model.ts'
 import { startTaskRetention } from './retention.ts'
-import { createExecutor } from './sandbox.ts'
+import { createExecutor, type Execution } from './sandbox.ts'
 import {
   addIntervention,
   cancelTask,
@@ -32,6 +33,7 @@ import {
   taskView,
 } from './service.ts'
 import { registerTaskTools } from './tools.ts'
+import { sweepWorkFolders } from './workdirs.ts'
 import { runTask, type TaskCheckpoint, type TaskPayload } from './workflow/index.ts'
 
 export const meta: PluginMeta = {
@@ -42,6 +44,7 @@ export const meta: PluginMeta = {
 
 interface TasksState {
   runner: JobRunner<TaskPayload, TaskCheckpoint>
+  execution: Execution
   unregister: (() => void)[]
 }
 
@@ -50,10 +53,15 @@ const errors = { 401: ErrorBody, 404: ErrorBody, 422: ErrorBody }
 
 async function start(gantry: Gantry): Promise<void> {
   const { config, log } = gantry
-  const { executor, problem } = await createExecutor(config.codeExecution, {
+  const workRoot = join(config.dataDir, 'sandbox')
+  const swept = sweepWorkFolders(workRoot)
+  if (swept.length) log.warn({ folders: swept }, 'removed sandbox work folders left by a server that died')
+  const execution = await createExecutor(config.codeExecution, {
     bwrap: config.sandboxBwrap,
     limits: { wallClockMs: config.sandboxTimeoutMs },
+    workRoot,
   })
+  const { executor, problem } = execution
   if (problem) log.warn({ codeExecution: config.codeExecution }, problem)
   else if (config.codeExecution === 'unsandboxed')
     log.warn('CODE_EXECUTION=unsandboxed: generated code runs with resource limits only, not in a sandbox')
@@ -67,6 +75,7 @@ async function start(gantry: Gantry): Promise<void> {
   await runner.start()
   gantry.state.set(STATE, {
     runner,
+    execution,
     unregister: [...registerTaskTools(gantry), startTaskRetention(gantry)],
   } satisfies TasksState)
 }
@@ -77,6 +86,7 @@ async function stop(gantry: Gantry): Promise<void> {
   gantry.state.delete(STATE)
   for (const off of state.unregister) off()
   await state.runner.stop()
+  state.execution.close()
 }
 
 const links = (request: Request, gantry: Gantry, id: string) => {

@@ -10,14 +10,18 @@ let patient: CodeExecutor
 let unsandboxed: CodeExecutor
 let listener: Bun.TCPSocketListener<undefined>
 let connections = 0
+const closers: (() => void)[] = []
 
 beforeAll(async () => {
   process.env.GANTRY_TEST_SECRET = SECRET // what the generated code must not see
   const made = await createExecutor('sandbox', { bwrap: 'bwrap', limits })
   if (!made.executor) throw new Error(made.problem)
   sandbox = made.executor
-  patient = (await createExecutor('sandbox', { bwrap: 'bwrap', limits: { wallClockMs: 60_000 } })).executor!
-  unsandboxed = (await createExecutor('unsandboxed', { bwrap: 'bwrap', limits })).executor!
+  const slow = await createExecutor('sandbox', { bwrap: 'bwrap', limits: { wallClockMs: 60_000 } })
+  patient = slow.executor!
+  const plain = await createExecutor('unsandboxed', { bwrap: 'bwrap', limits })
+  unsandboxed = plain.executor!
+  closers.push(made.close, slow.close, plain.close)
   listener = Bun.listen({
     hostname: '127.0.0.1',
     port: 0,
@@ -30,6 +34,7 @@ beforeAll(async () => {
   })
 })
 afterAll(() => {
+  for (const close of closers) close()
   delete process.env.GANTRY_TEST_SECRET
   listener.stop(true)
 })
@@ -76,7 +81,7 @@ describe('sandbox', () => {
     const bad = await patient.run({ 'a.ts': 'export const n: number = "x"\n' }, typeCheckArgv(['a.ts']))
     expect(bad.exitCode).not.toBe(0)
     expect(bad.output).toContain('TS2322')
-  })
+  }, 60_000) // two tsc runs: seconds each on a busy machine
 
   test('no network: a socket to the host (loopback) fails and nothing arrives', async () => {
     const port = listener.port
@@ -208,6 +213,7 @@ test('write', () => {
     expect(missing.executor).toBeUndefined()
     expect(missing.problem).toContain('CODE_EXECUTION=sandbox')
     expect(missing.problem).toContain('bubblewrap')
-    expect(await createExecutor('off', { bwrap: 'bwrap' })).toEqual({})
+    missing.close()
+    expect((await createExecutor('off', { bwrap: 'bwrap' })).executor).toBeUndefined()
   })
 })

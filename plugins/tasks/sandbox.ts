@@ -4,18 +4,19 @@
  * when the server runs as root, as an unprivileged uid of its own; in both modes under prlimit limits (CPU
  * seconds, address space, processes, file size, open files), a wall-clock kill and truncated output.
  */
-import { chmodSync, chownSync, lstatSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   bunExecutable,
-  type ChildProcess,
   findExecutable,
   isRoot,
   resolvePackageFile,
   runProbe,
   spawnProcess,
 } from './runtime.ts'
+import { supervise } from './supervise.ts'
+import { type RuntimePaths, WorkFolders } from './workdirs.ts'
 
 export type ExecutionMode = 'sandbox' | 'unsandboxed' | 'off'
 
@@ -51,6 +52,14 @@ export interface ExecResult {
   durationMs: number
 }
 
+/** The sandbox itself could not start (bubblewrap refused a bind, say): not the generated code's fault. */
+export class SandboxUnavailable extends Error {
+  constructor(readonly detail: string) {
+    super(`The sandbox could not start, so the tests were not run: ${detail}`)
+    this.name = 'SandboxUnavailable'
+  }
+}
+
 /** Runs a command over a set of files in a fresh private directory. `argv[0]` is `bun` or `tsc`. */
 export interface CodeExecutor {
   mode: 'sandbox' | 'unsandboxed'
@@ -82,30 +91,41 @@ const IN_TS = '/opt/gantry/typescript'
 const SYSTEM_DIRS = ['/usr', '/bin', '/lib', '/lib64', '/lib32', '/sbin']
 let uidSequence = 0
 
+export interface Execution {
+  executor?: CodeExecutor
+  problem?: string
+  /** Removes this instance's work folder (at stop). */
+  close(): void
+}
+
 /**
- * The executor for a mode, or a `problem` saying why code cannot run (sandbox mode without bubblewrap).
- * `off` has neither: tests are skipped.
+ * The executor for a mode, or a `problem` saying why code cannot run (sandbox mode without bubblewrap, or a
+ * probe run that fails). `off` has neither: tests are skipped. Runs happen in folders under `workRoot`
+ * (DATA_DIR/sandbox; the system temp dir by default), see workdirs.ts.
  */
 export async function createExecutor(
   mode: ExecutionMode,
-  opts: { bwrap: string; limits?: Partial<SandboxLimits> },
-): Promise<{ executor?: CodeExecutor; problem?: string }> {
-  if (mode === 'off') return {}
+  opts: { bwrap: string; limits?: Partial<SandboxLimits>; workRoot?: string; bun?: string },
+): Promise<Execution> {
+  if (mode === 'off') return { close() {} }
   const limits = { ...DEFAULT_LIMITS, ...opts.limits }
   const tscJs = resolvePackageFile('typescript/lib/tsc.js')
   const tsDir = tscJs ? join(tscJs, '..', '..') : undefined
   const prlimit = findExecutable('prlimit')
-  if (mode === 'unsandboxed') return { executor: unsandboxed(limits, prlimit, tscJs) }
+  const bun = opts.bun ?? bunExecutable()
+  let folders = WorkFolders.under(opts.workRoot ?? tmpdir())
+  const done = (made: Omit<Execution, 'close'>): Execution => ({ ...made, close: () => folders.remove() })
+  if (mode === 'unsandboxed') return done({ executor: unsandboxed(limits, prlimit, bun, tscJs, folders) })
   const bwrap = findExecutable(opts.bwrap)
   if (!bwrap)
-    return {
+    return done({
       problem: `CODE_EXECUTION=sandbox, but bubblewrap ("${opts.bwrap}") was not found, so generated code will not run. Install bubblewrap (apt install bubblewrap), point SANDBOX_BWRAP at it, or set CODE_EXECUTION=unsandboxed (limits only) or off (skip tests).`,
-    }
+    })
   if (!prlimit)
-    return {
+    return done({
       problem:
         'CODE_EXECUTION=sandbox, but prlimit (util-linux) was not found, so the sandbox cannot set its limits. Install util-linux.',
-    }
+    })
   // Probe once: bubblewrap needs user namespaces, which some containers and kernels forbid.
   const probe = (asUid: boolean) =>
     runProbe([
@@ -118,12 +138,42 @@ export async function createExecutor(
   if (!ownUid) {
     const plain = await probe(false)
     if (plain.exitCode !== 0)
-      return {
+      return done({
         problem: `CODE_EXECUTION=sandbox, but bubblewrap cannot create its sandbox here (${plain.stderr.trim() || `exit ${plain.exitCode}`}). Allow unprivileged user namespaces, or set CODE_EXECUTION=unsandboxed (limits only) or off.`,
-      }
+      })
     ownUid = false
   }
-  return { executor: sandboxed(limits, bwrap, prlimit, tsDir, ownUid ? setpriv : undefined) }
+  const make = (runtime: RuntimePaths, l = limits) =>
+    sandboxed(l, bwrap, prlimit, runtime, ownUid ? setpriv : undefined, folders)
+  // The probe gets time enough on a busy machine: only a sandbox that cannot start may fail it.
+  const probeLimits = { ...limits, wallClockMs: 60_000, cpuSeconds: Math.max(limits.cpuSeconds, 20) }
+  let runtime: RuntimePaths = { bun, tsDir }
+  let failure = await probeRun(make(runtime, probeLimits))
+  if (failure?.startsWith('bwrap: ') && ownUid) {
+    // The sandbox uid cannot reach a path it binds (a checkout, or DATA_DIR, inside a mode-700 folder):
+    // move to a folder of this instance's own in the temp dir, with bun and typescript linked in.
+    const portable = WorkFolders.portable(runtime)
+    folders.remove()
+    folders = portable.folders
+    runtime = portable.runtime
+    failure = await probeRun(make(runtime, probeLimits))
+  }
+  if (failure)
+    return done({
+      problem: `CODE_EXECUTION=sandbox, but a probe run in the sandbox failed, so generated code cannot be tested here: ${failure}. Set CODE_EXECUTION=unsandboxed (limits only) or off (skip tests) if this machine cannot run it.`,
+    })
+  return done({ executor: make(runtime) })
+}
+
+/** Runs a one-line program the way tests run: undefined when it worked, else what went wrong. */
+async function probeRun(executor: CodeExecutor): Promise<string | undefined> {
+  try {
+    const r = await executor.run({ 'probe.ts': "console.log('gantry sandbox ok')\n" }, ['bun', 'probe.ts'])
+    if (r.exitCode === 0 && r.output.includes('gantry sandbox ok')) return undefined
+    return r.output.trim().slice(0, 500) || `exit ${r.exitCode}${r.timedOut ? ' (timed out)' : ''}`
+  } catch (err) {
+    return err instanceof SandboxUnavailable ? err.detail : (err as Error).message
+  }
 }
 
 const PROBE = ['--unshare-all', '--die-with-parent', ...systemBindArgs(), '--', '/bin/sh', '-c', 'exit 0']
@@ -160,15 +210,16 @@ function sandboxed(
   limits: SandboxLimits,
   bwrap: string,
   prlimit: string,
-  tsDir: string | undefined,
+  { bun, tsDir }: RuntimePaths,
   setpriv: string | undefined,
+  folders: WorkFolders,
 ): CodeExecutor {
   const systemBinds = systemBindArgs()
   return {
     mode: 'sandbox',
     canTypeCheck: Boolean(tsDir),
     run: (files, argv, signal) =>
-      inWorkDir(files, async (dir, chownTo) => {
+      inWorkDir(folders, files, async (dir, chownTo) => {
         // As root, each run gets a uid of its own: process limits then count only this run, and nothing
         // it starts can touch the server's files.
         const uid = setpriv ? 200_000 + ((process.pid % 500) * 1000 + (uidSequence++ % 1000)) : undefined
@@ -194,7 +245,7 @@ function sandboxed(
           '--tmpfs',
           '/tmp',
           '--ro-bind',
-          bunExecutable(),
+          bun,
           IN_BUN,
           ...(tsDir ? ['--ro-bind', tsDir, IN_TS] : []),
           '--ro-bind',
@@ -215,21 +266,28 @@ function sandboxed(
           ...inner,
         ]
         // bwrap itself (pid 1 inside) gets no environment either: /proc/1/environ must show nothing.
-        return supervise(spawnProcess(cmd, { cwd: dir, env: {} }), limits, signal)
+        const result = await supervise(spawnProcess(cmd, { cwd: dir, env: {} }), limits, signal)
+        // bubblewrap's own refusal (exit 1, "bwrap: …" before anything ran) is no verdict on the code.
+        if (result.exitCode === 1 && result.output.startsWith('bwrap: '))
+          throw new SandboxUnavailable(result.output.split('\n')[0]!.trim())
+        return result
       }),
   }
 }
 
-function unsandboxed(limits: SandboxLimits, prlimit: string | undefined, tscJs?: string): CodeExecutor {
+function unsandboxed(
+  limits: SandboxLimits,
+  prlimit: string | undefined,
+  bun: string,
+  tscJs: string | undefined,
+  folders: WorkFolders,
+): CodeExecutor {
   return {
     mode: 'unsandboxed',
     canTypeCheck: Boolean(tscJs),
     run: (files, argv, signal) =>
-      inWorkDir(files, async (dir) => {
-        const inner =
-          argv[0] === 'tsc'
-            ? [bunExecutable(), tscJs!, ...argv.slice(1)]
-            : [bunExecutable(), ...argv.slice(1)]
+      inWorkDir(folders, files, async (dir) => {
+        const inner = argv[0] === 'tsc' ? [bun, tscJs!, ...argv.slice(1)] : [bun, ...argv.slice(1)]
         const cmd = prlimit ? [...prlimitArgs(prlimit, limits), ...inner] : inner
         return supervise(
           spawnProcess(cmd, { cwd: dir, env: { PATH: '/usr/bin:/bin', HOME: dir, TMPDIR: dir } }),
@@ -241,10 +299,11 @@ function unsandboxed(limits: SandboxLimits, prlimit: string | undefined, tscJs?:
 }
 
 async function inWorkDir<T>(
+  folders: WorkFolders,
   files: Record<string, string>,
   use: (dir: string, chownTo: (uid: number) => void) => Promise<T>,
 ): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-run-'))
+  const dir = folders.newRun()
   try {
     for (const [name, content] of Object.entries(files)) {
       if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith('.')) throw new Error(`bad file name ${name}`)
@@ -257,65 +316,5 @@ async function inWorkDir<T>(
     })
   } finally {
     rmSync(dir, { recursive: true, force: true })
-  }
-}
-
-/** Collects truncated output and enforces the wall clock and cancellation on a started child. */
-async function supervise(
-  child: ChildProcess,
-  limits: SandboxLimits,
-  signal?: AbortSignal,
-): Promise<ExecResult> {
-  const started = performance.now()
-  let timedOut = false
-  let cancelled = false
-  const chunks: Uint8Array[] = []
-  let kept = 0
-  let dropped = 0
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const reader = stream.getReader()
-    try {
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done) return
-        const room = limits.outputBytes - kept
-        if (room > 0) {
-          const part = value.byteLength > room ? value.subarray(0, room) : value
-          chunks.push(part)
-          kept += part.byteLength
-        }
-        dropped += Math.max(0, value.byteLength - Math.max(0, room))
-      }
-    } catch {
-      // the pipe broke when the process was killed
-    }
-  }
-  const kill = () => child.killGroup('SIGKILL')
-  const onAbort = () => {
-    cancelled = true
-    kill()
-  }
-  if (signal?.aborted) onAbort()
-  signal?.addEventListener('abort', onAbort, { once: true })
-  const timer = setTimeout(() => {
-    timedOut = true
-    kill()
-  }, limits.wallClockMs)
-  const reading = Promise.all([collect(child.stdout), collect(child.stderr)])
-  const exitCode = await child.exited
-  // Whatever it left behind in its process group goes too; then the pipes close.
-  kill()
-  await Promise.race([reading, new Promise((r) => setTimeout(r, 1000))])
-  clearTimeout(timer)
-  signal?.removeEventListener('abort', onAbort)
-  let output = Buffer.concat(chunks).toString('utf8')
-  if (dropped > 0) output += `\n… [output truncated: ${dropped} more bytes]`
-  return {
-    exitCode,
-    timedOut,
-    cancelled,
-    output,
-    truncated: dropped > 0,
-    durationMs: Math.round(performance.now() - started),
   }
 }

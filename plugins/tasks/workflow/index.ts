@@ -14,7 +14,7 @@ import {
   LeaseLostError,
 } from '../../../src/core/jobs.ts'
 import type { CodeExecutor } from '../sandbox.ts'
-import { typeCheckArgv } from '../sandbox.ts'
+import { SandboxUnavailable, typeCheckArgv } from '../sandbox.ts'
 import { type TestReport, taskModules, tasks } from '../schema.ts'
 import { DEFAULT_RETRY, type RetryPolicy, TaskFailure, TaskModel } from './ollama.ts'
 import {
@@ -317,7 +317,10 @@ export async function runTask(
           deps.executor.canTypeCheck
             ? deps.executor.run(codeFiles, typeCheckArgv([`${module.name}.ts`]), ctx.signal)
             : undefined,
-        ])
+        ]).catch((err) => {
+          // A sandbox that cannot start fails the task with that reason, never as the code's failing tests.
+          throw err instanceof SandboxUnavailable ? new TaskFailure(err.message) : err
+        })
         ctx.signal.throwIfAborted()
         const report = testReport(run, types ? types.exitCode === 0 : null)
         const quality = qualityScore(report)
