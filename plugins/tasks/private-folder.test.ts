@@ -120,8 +120,10 @@ describe.skipIf(!isRoot())('the sandbox inside a mode-700 folder', () => {
         stderr: 'pipe',
       })
       void (async () => {
-        for await (const chunk of proc.stderr as ReadableStream<Uint8Array>)
-          stderr += new TextDecoder().decode(chunk)
+        const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader()
+        const decoder = new TextDecoder()
+        for (let r = await reader.read(); !r.done; r = await reader.read())
+          stderr += decoder.decode(r.value, { stream: true })
       })()
       try {
         const url = await waitFor(() => /is up: (http:\/\/\S+)/.exec(stderr)?.[1], 30_000, 'the server')
