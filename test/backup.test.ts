@@ -4,6 +4,7 @@
  * server started there serves them. Also the refusals: overwriting, restoring under a running server, Postgres.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { type MockOllama, startMockOllama } from './fakes/ollama.ts'
@@ -22,7 +23,7 @@ let mock: MockOllama
 beforeAll(async () => {
   mock = await startMockOllama()
 })
-afterAll(() => mock.stop())
+afterAll(() => mock.stop(), 30_000)
 
 async function cli(env: Record<string, string>, ...args: string[]) {
   const proc = Bun.spawn([process.execPath, join(ROOT, 'src/cli/backup.ts'), ...args], {
@@ -60,7 +61,13 @@ async function contents(pgDir: string) {
 
 describe('npm run db:backup and db:restore (embedded database)', () => {
   test('a backup from a running server restores into a fresh DATA_DIR with every task, session and event', async () => {
-    const source = tempDir('gantry-backup-src-')
+    // Each holds a whole database: removed here rather than left to the suite's final sweep.
+    const dirs: string[] = []
+    const folder = (prefix: string) => {
+      dirs.push(tempDir(prefix))
+      return dirs.at(-1)!
+    }
+    const source = folder('gantry-backup-src-')
     const port = freeLoopbackPort()
     const server = spawnGantry({
       DATA_DIR: source,
@@ -114,7 +121,7 @@ describe('npm run db:backup and db:restore (embedded database)', () => {
       expect(await server.exit()).toBe(0)
       stopped = true
 
-      const target = tempDir('gantry-backup-dst-')
+      const target = folder('gantry-backup-dst-')
       const restored = await cli({ DATA_DIR: target }, 'restore', join(source, 'snapshot.tar.gz'))
       expect(restored.err).toBe('')
       expect(restored.code).toBe(0)
@@ -147,6 +154,44 @@ describe('npm run db:backup and db:restore (embedded database)', () => {
           const events = await revived.running.gantry.events.readSince(stream.id, 0, 10_000)
           expect(events.map((e) => e.seq)).toEqual(Array.from({ length: stream.head }, (_, i) => i + 1))
         }
+        // A backup taken while an answer streams in is consistent: every stream's head is its last event.
+        mock.enqueue({ content: 'word '.repeat(300), tokensPerSecond: 150 })
+        const asked = await revived.api('/api/sessions/demo/chat', {
+          method: 'POST',
+          json: { message: 'Talk' },
+        })
+        expect(asked.status).toBe(202)
+        const sessionId = (await revived.api('/api/sessions/demo')).body.session_id
+        await waitFor(async () => (await revived.running.gantry.events.head(sessionId)) > 6, 10_000, 'tokens')
+        const revivedPort = new URL(revived.url).port
+        const during = await cli(
+          { DATA_DIR: target, PORT: revivedPort, GANTRY_KEY: ADMIN_KEY },
+          'backup',
+          'during.tar.gz',
+        )
+        expect(during.code).toBe(0)
+        const third = folder('gantry-backup-during-')
+        expect((await cli({ DATA_DIR: third }, 'restore', join(target, 'during.tar.gz'))).code).toBe(0)
+        await waitFor(
+          async () => (await revived.api('/api/sessions/demo')).body.generating === false,
+          30_000,
+          'the answer',
+        )
+        const snapshot = await PGlite.create(join(third, 'pg'))
+        try {
+          const heads = await snapshot.query<{ id: string; head: number; n: number; last: number }>(
+            `select s.id, s.head, count(e.seq)::int as n, coalesce(max(e.seq), 0)::int as last
+               from event_streams s left join events e on e.stream = s.id group by s.id, s.head`,
+          )
+          for (const row of heads.rows)
+            expect([row.id, row.n, row.last]).toEqual([row.id, row.head, row.head])
+          const caught = heads.rows.find((row) => row.id === sessionId)!.head
+          // Taken mid-answer: the live stream went on after the snapshot.
+          expect(caught).toBeLessThan(await revived.running.gantry.events.head(sessionId))
+        } finally {
+          await snapshot.close()
+        }
+
         const busy = await cli({ DATA_DIR: target }, 'restore', '--force', join(source, 'snapshot.tar.gz'))
         expect(busy.code).toBe(2)
         expect(busy.err).toContain('stop it first')
@@ -160,6 +205,8 @@ describe('npm run db:backup and db:restore (embedded database)', () => {
       expect(direct.out).toContain('from the folder')
     } finally {
       if (!stopped) server.proc.kill('SIGKILL')
+      await server.exit()
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
     }
   }, 180_000)
 
