@@ -14,6 +14,8 @@ import { buildMcpServer } from './server.ts'
 
 export const meta: PluginMeta = {
   dependsOn: ['tasks'],
+  // An add-on: with the tasks plugin disabled the server starts without /mcp rather than not at all.
+  optional: true,
   description:
     'Model Context Protocol over Streamable HTTP at /mcp: coding tasks, chat, agents and registry tools for Claude Desktop, Claude Code, Cursor',
   entryPoints: { mcp: '/mcp' },
@@ -41,7 +43,7 @@ async function readBody(request: Request, limit: number): Promise<string | undef
     }
     chunks.push(value)
   }
-  return Buffer.concat(chunks).toString('utf8')
+  return new Blob(chunks as BlobPart[]).text()
 }
 
 /** Origin, then credentials: a foreign page never learns whether a key works. API keys only, no cookies. */
