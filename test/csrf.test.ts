@@ -141,7 +141,8 @@ describe('the server’s own pages and API keys are unaffected', () => {
       method: 'POST',
       headers: { cookie, origin: server.url },
     })
-    expect(res.status).toBe(202)
+    // 200 when it was still queued (cancelled at once), 202 when a runner is stopping it.
+    expect([200, 202]).toContain(res.status)
     expect((await res.json()).status).toMatch(/^cancel/)
   })
 
