@@ -100,13 +100,13 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
         const messages = body?.messages ?? []
         const last = messages.at(-1)
         const slow = /^slow request .+$/.exec(String(last?.content))
-        if (slow) return { content: `answer to ${slow[0]}`, delayMs: 4000 }
+        if (slow) return { content: `answer to ${slow[0]}`, delayMs: 2500 }
         if (JSON.stringify(messages).includes(goal)) {
           if (String(messages[0].content).startsWith('You plan')) return { content: planReply(MODULES) }
           // Each module takes a while to write, so the task spans both restarts.
           return {
             content: moduleCode(/Write the module (\w+)\.ts/.exec(JSON.stringify(messages))![1]!),
-            delayMs: 2000,
+            delayMs: 3000,
           }
         }
         // The chat answer: slow, and continued from where it stopped when its instance goes away.
@@ -116,7 +116,7 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
           expect(ANSWER.startsWith(last.content)).toBe(true)
           return { content: ANSWER.slice(last.content.length), tokensPerSecond: 15 }
         }
-        return { content: ANSWER, tokensPerSecond: 15 }
+        return { content: ANSWER, tokensPerSecond: 10 }
       })
 
       const task = await world.api('/tasks', { method: 'POST', json: { prompt: goal } })
@@ -150,7 +150,14 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
       await taskFollowers[0]!.until((f) => f.type === 'MODULE_STARTED', 15_000)
 
       const exitCodes: number[] = []
-      for (const instance of world.instances) {
+      // The instance writing the answer goes first; the second restart then finds the task and the answer
+      // (moved over) both on the instance it stops, so each is interrupted at least once.
+      const writer = await waitFor(
+        () => world.holderOf(chat.body.assistant_message_id),
+        10_000,
+        'the answer’s job',
+      )
+      for (const instance of [writer, ...world.instances.filter((i) => i !== writer)]) {
         await servedRequests(instance)
         // A request this very instance is answering when told to stop: the drain lets it finish.
         const asked = `slow request on ${instance.name}`
