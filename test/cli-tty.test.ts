@@ -15,8 +15,8 @@ afterAll(async () => {
   await world.stop()
 }, 30_000)
 
-const pane = async (args: string[]) => {
-  const p = await gantryInTmux(args, world.env())
+const pane = async (args: string[], size?: { width: number; height: number }) => {
+  const p = await gantryInTmux(args, world.env(), size)
   panes.push(p)
   return p
 }
@@ -40,6 +40,21 @@ describe('--follow on a terminal', () => {
     // Each bar is drawn once at the end, not once per repaint.
     expect(lines.filter((l) => l.includes('mathutil.ts  █'))).toHaveLength(1)
     expect(p.captureAnsi()).toContain('\x1b[32m✓')
+  }, 120_000)
+
+  test('a narrow terminal: every line is clipped to its width, none garbled by wrapping', async () => {
+    const goal = 'TTY narrow library'
+    world.model.on(goal, straight(['mathutil']))
+    const p = await pane(['task', goal, '--follow'], { width: 50, height: 20 })
+    expect(await p.exitCode(90_000)).toBe(0)
+    const lines = p
+      .capture()
+      .split('\n')
+      .map((l) => l.trimEnd())
+    expect(lines).toContain(' ✓ mathutil.ts  ████████████████████  tests 100%…')
+    expect(lines.find((l) => l.startsWith('mathutil.ts complete'))).toBe(
+      'mathutil.ts complete: quality 1.00 after 1 itera…',
+    )
   }, 120_000)
 
   test('Ctrl-C asks; "w" stops watching (exit 130) and the task goes on', async () => {

@@ -21,6 +21,14 @@ interface FollowView {
   stop(): void
 }
 
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g')
+
+/** The line as it is if it fits; else its text without colour, clipped to the width. */
+export function fitToWidth(line: string, width: number): string {
+  const visible = line.replace(ANSI, '')
+  return visible.length <= width ? line : clip(visible, width)
+}
+
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
 const BAR_WIDTH = 20
 
@@ -108,7 +116,8 @@ class BarsView implements FollowView {
   }
 
   note(text: string) {
-    if (this.multibar) this.multibar.log(`${text}\n`)
+    // Line wrapping is off while the bars are drawn: a longer note is clipped rather than garbled.
+    if (this.multibar) this.multibar.log(`${fitToWidth(text, (process.stdout.columns || 80) - 1)}\n`)
     else this.held.push(text)
   }
 
@@ -121,7 +130,7 @@ class BarsView implements FollowView {
   resume() {
     const formatter = (_options: unknown, _params: unknown, payload: { module?: string }) => {
       const m = payload.module ? this.progress.modules.find((x) => x.name === payload.module) : undefined
-      return m ? this.moduleLine(m) : this.stepLine()
+      return fitToWidth(m ? this.moduleLine(m) : this.stepLine(), (process.stdout.columns || 80) - 1)
     }
     this.multibar = new MultiBar({
       format: formatter as never,
@@ -132,6 +141,11 @@ class BarsView implements FollowView {
       fps: 10,
       forceRedraw: true,
     })
+    // cli-progress cuts its final frame at the terminal width counting colour escapes as characters, which
+    // clips coloured lines that fit; fitToWidth keeps every line within the width by its visible length.
+    const terminal = (this.multibar as unknown as { terminal: { write(s: string, raw?: boolean): void } })
+      .terminal
+    terminal.write = (text: string) => void process.stdout.write(text)
     this.multibar.create(1, 0, {})
     for (const text of this.held.splice(0)) this.note(text)
     this.sync()
