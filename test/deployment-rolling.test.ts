@@ -226,8 +226,15 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
       expect(logs.some((m) => m.startsWith('Server stopping'))).toBe(true)
       expect(logs.some((m) => m.startsWith('Task resumed'))).toBe(true)
       expect(chatCalls.filter((c) => c.continued).length).toBeGreaterThanOrEqual(1)
-      const messages = await world.api(`/api/sessions/${sessionId}/messages`)
-      const answer = messages.body.messages.find((m: any) => m.message_id === chat.body.assistant_message_id)
+      const answer = await waitFor(
+        async () => {
+          const messages = await world.api(`/api/sessions/${sessionId}/messages`)
+          const m = messages.body.messages.find((x: any) => x.message_id === chat.body.assistant_message_id)
+          return m && !['pending', 'streaming'].includes(m.status) ? m : undefined
+        },
+        10_000,
+        'the stored answer',
+      )
       expect(answer).toMatchObject({ status: 'complete', content: ANSWER })
     }, 180_000)
 

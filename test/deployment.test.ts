@@ -71,7 +71,13 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)('two instances behind nginx (needs 
     expect(onHolder.drops).toEqual([1006])
     expect(onHolder.connections).toBe(2)
     expect(calls).toEqual({ plan: 1, mathutil: 1, stats: 2 })
-    const [job] = await world.sql`select status, attempts from jobs where id = ${id}`
+    // The job row is closed just after the last event is committed.
+    const job = await waitFor(
+      async () =>
+        (await world.sql`select status, attempts from jobs where id = ${id} and status <> 'running'`)[0],
+      10_000,
+      'the job to be closed',
+    )
     expect(job).toMatchObject({ status: 'succeeded', attempts: 2 })
     const status = await world.api(`/tasks/${id}`)
     expect(status.body.status).toBe('completed')
