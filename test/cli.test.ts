@@ -3,7 +3,13 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { good, planReply, straight } from '../plugins/tasks/testing.ts'
 import { buildProgram } from '../src/cli/gantry/main.ts'
-import { type CliWorld, runGantry, spawnGantryCli, startCliWorld } from '../src/cli/gantry/testing.ts'
+import {
+  type CliWorld,
+  GANTRY_BIN,
+  runGantry,
+  spawnGantryCli,
+  startCliWorld,
+} from '../src/cli/gantry/testing.ts'
 import { ADMIN_KEY, createUserKey, freeLoopbackPort, tempDir } from './helpers.ts'
 
 // The real `gantry` (node bin/gantry.mjs → bun) against a real server whose model is the simulated Ollama.
@@ -216,6 +222,26 @@ describe('tasks', () => {
     expect(created[0].task_id).toMatch(/^task-/)
     expect(created[0].status).toBe('queued')
   }, 90_000)
+
+  test('a reader that goes away (| head) ends the follower quietly', async () => {
+    const goal = 'CLI library read by head'
+    world.model.on(goal, straight(['mathutil']))
+    const shell = Bun.spawn(
+      [
+        'bash',
+        '-c',
+        `node ${GANTRY_BIN} task "${goal}" --follow | head -n 2; echo "rc=\${PIPESTATUS[0]}" >&2`,
+      ],
+      { env: world.env(), stdout: 'pipe', stderr: 'pipe' },
+    )
+    const [stdout, stderr] = await Promise.all([
+      new Response(shell.stdout).text(),
+      new Response(shell.stderr).text(),
+    ])
+    await shell.exited
+    expect(stdout).toMatch(/^task-\S+ queued\n1 TASK_STARTED /)
+    expect(stderr).toBe('rc=0\n')
+  }, 60_000)
 
   test('a failed task exits 1; an unknown task is "no task …", exit 1', async () => {
     const goal = 'CLI task that cannot be planned'

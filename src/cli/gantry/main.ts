@@ -58,12 +58,19 @@ Output that is not a terminal (or CI=true) has no colour or bars: one line per e
   return program
 }
 
+/** The reader went away (`gantry … | head`): stop quietly, as Unix tools do. */
+const readerGone = (err: unknown) => (err as { code?: string })?.code === 'EPIPE'
+
 async function main(argv: string[]): Promise<number> {
   const program = buildProgram()
+  process.stdout.on('error', (err) => {
+    if (readerGone(err)) process.exit(EXIT.ok)
+  })
   try {
     await program.parseAsync(argv)
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok
   } catch (err) {
+    if (readerGone(err)) return EXIT.ok
     if (err instanceof CommanderError)
       // Help and --version "fail" with exit code 0; every real parse error is a usage error.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage
