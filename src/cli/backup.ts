@@ -36,7 +36,9 @@ async function main(): Promise<number> {
     allowPositionals: true,
     options: { force: { type: 'boolean' } },
   })
-  const [command, file] = positionals
+  const [command, given] = positionals
+  // npm runs scripts from the project folder; a file named on the command line is the user's, from where they are.
+  const file = given && resolve(process.env.INIT_CWD || process.cwd(), given)
   if (command !== 'backup' && command !== 'restore') throw new UsageProblem(usage)
   const config = loadConfig()
   if (config.databaseUrl) throw new UsageProblem(POSTGRES)
