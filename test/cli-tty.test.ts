@@ -99,3 +99,16 @@ describe('--follow on a terminal', () => {
     expect(screen).toMatch(/task-[\w-]+ cancelled: cancelled on request/)
   }, 120_000)
 })
+
+describe('chat on a terminal', () => {
+  test('the prompt takes a line, the answer streams in, Ctrl-D leaves with exit 0', async () => {
+    world.model.on('Tell me about the sky', () => ({ content: 'It is blue, mostly.', tokensPerSecond: 100 }))
+    const p = await pane(['chat', '--session', 'tty-chat'])
+    await p.waitForScreen(/^you›/m)
+    p.sendKeys('Tell me about the sky', 'Enter')
+    const screen = await p.waitForScreen(/^It is blue, mostly\.\nyou›/m)
+    expect(screen).toContain('session tty-chat with assistant; Ctrl-C stops an answer, Ctrl-D leaves')
+    p.sendKeys('C-d')
+    expect(await p.exitCode()).toBe(0)
+  }, 60_000)
+})
