@@ -203,3 +203,16 @@ export async function horizontalOverflow(page: Page): Promise<number> {
     return Math.max(0, root.scrollWidth - root.clientWidth)
   })
 }
+
+/**
+ * Follows one of the console's navigation links ("Tasks", "Chat", "Desktop", "Status", …). On a narrow screen
+ * the links may sit behind a menu button: it is opened first when the link is not visible.
+ */
+export async function openNav(page: Page, name: string): Promise<void> {
+  const link = page.getByRole('link', { name, exact: true }).first()
+  if (!(await link.isVisible())) {
+    const menu = page.getByRole('button', { name: /menu|navigation/i }).first()
+    if (await menu.isVisible()) await menu.click()
+  }
+  await link.click()
+}
