@@ -90,7 +90,7 @@ describe('a cookie from another origin changes nothing', () => {
     expect(changing.length).toBeGreaterThan(15)
     const wrong: string[] = []
     for (const op of changing)
-      for (const headers of [
+      for (const headers of <Record<string, string>[]>[
         { cookie, origin: FOREIGN, 'content-type': 'application/x-www-form-urlencoded' },
         { cookie, origin: FOREIGN, 'content-type': 'application/json' },
         { cookie, origin: 'null', 'content-type': 'application/json' },
@@ -119,7 +119,7 @@ describe('the server’s own pages and API keys are unaffected', () => {
       (a, b) => Number(a.path === '/api/auth/logout') - Number(b.path === '/api/auth/logout'),
     )
     for (const op of ordered.filter((op) => !op.path.includes('{') || op.path.endsWith('/cancel'))) {
-      const headers =
+      const headers: Record<string, string> =
         op.path === '/mcp'
           ? { cookie, origin: server.url, 'content-type': 'application/json' }
           : { cookie, 'sec-fetch-site': 'same-origin', 'content-type': 'application/json' }
@@ -136,7 +136,8 @@ describe('the server’s own pages and API keys are unaffected', () => {
   test('the cancel goes through from our own origin', async () => {
     const cookie = await login()
     ollama.enqueue({ content: 'still thinking', hang: true })
-    const task = (await server.api('/tasks', { method: 'POST', json: { prompt: 'Build a second fixture' } })).body
+    const task = (await server.api('/tasks', { method: 'POST', json: { prompt: 'Build a second fixture' } }))
+      .body
     const res = await fetch(`${server.url}/tasks/${task.task_id}/cancel`, {
       method: 'POST',
       headers: { cookie, origin: server.url },
