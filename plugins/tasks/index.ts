@@ -221,7 +221,7 @@ export default new Elysia({ name: 'tasks', tags: ['Tasks'] })
       detail: {
         summary: 'Steer a task',
         description:
-          'Guidance applied at the next model call (INTERVENTION_RECEIVED now, INTERVENTION_APPLIED when used). 409 when the task has finished.',
+          'Guidance applied at the next model call (INTERVENTION_RECEIVED now, INTERVENTION_APPLIED when used). When the task ends before another model call, INTERVENTION_NOT_APPLIED says so with the reason. 409 when the task has finished (guidance that arrives as it ends is also answered INTERVENTION_NOT_APPLIED).',
       },
     },
   )

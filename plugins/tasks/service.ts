@@ -150,8 +150,27 @@ export async function addIntervention(
     user_id: user.userId,
     via: 'http',
   })
+  // The task may have ended between the check above and the append: then no model call will ever see it.
+  const [ended] = await gantry.store.query<{ type: string }>(
+    `select type from events where stream = $1 and seq < $2 and type = any($3::text[]) limit 1`,
+    [id, event.seq, TERMINAL_EVENTS],
+  )
+  if (ended) {
+    const reason = 'The task had already finished; guidance is no longer applied.'
+    await gantry.events.append(id, 'INTERVENTION_NOT_APPLIED', {
+      guidance: text,
+      received_seq: event.seq,
+      reason,
+    })
+    throw Conflict(`Task ${id} finished before the guidance arrived. ${reason}`, {
+      status: (await findTask(gantry, user, id)).status,
+      received_seq: event.seq,
+    })
+  }
   return event.seq
 }
+
+const TERMINAL_EVENTS = ['TASK_COMPLETE', 'TASK_FAILED', 'TASK_CANCELLED']
 
 /** Deletes a finished task with its modules, job, events and logs. */
 export async function deleteTask(gantry: Gantry, user: Principal, id: string): Promise<void> {

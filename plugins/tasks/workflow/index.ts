@@ -5,10 +5,10 @@
  */
 import { and, asc, eq, sql } from 'drizzle-orm'
 import type { Gantry } from '../../../src/core/context.ts'
+import type { StoredEvent } from '../../../src/core/events.ts'
 import {
   abortReasonOf,
   type ClaimedJob,
-  type Fence,
   type JobContext,
   type JobOutcome,
   LeaseLostError,
@@ -16,6 +16,7 @@ import {
 import type { CodeExecutor } from '../sandbox.ts'
 import { SandboxUnavailable, typeCheckArgv } from '../sandbox.ts'
 import { type TestReport, taskModules, tasks } from '../schema.ts'
+import { Guidance } from './guidance.ts'
 import { DEFAULT_RETRY, type RetryPolicy, TaskFailure, TaskModel } from './ollama.ts'
 import {
   CODE_SCHEMA,
@@ -62,52 +63,6 @@ function formatDuration(ms: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`
 }
 
-/** Interventions come in as INTERVENTION_RECEIVED events (HTTP or WebSocket); each is applied once, then kept. */
-class Guidance {
-  private cursor = 0
-  private readonly applied = new Set<number>()
-  readonly active: string[] = []
-
-  constructor(
-    private readonly gantry: Gantry,
-    private readonly taskId: string,
-    private readonly fence: Fence,
-  ) {}
-
-  /** Reads what arrived since the last model call and marks it applied; returns all guidance in effect. */
-  async beforeModelCall(step: string): Promise<string[]> {
-    const received: { seq: number; guidance: string }[] = []
-    for (;;) {
-      const page = await this.gantry.events.readSince(this.taskId, this.cursor, 1000)
-      for (const e of page) {
-        this.cursor = e.seq
-        const data = (e.data ?? {}) as { guidance?: unknown; received_seq?: unknown }
-        if (e.type === 'INTERVENTION_RECEIVED' && typeof data.guidance === 'string' && data.guidance.trim())
-          received.push({ seq: e.seq, guidance: data.guidance.trim() })
-        // After a restart, what was applied before stays in effect.
-        if (e.type === 'INTERVENTION_APPLIED' && typeof data.received_seq === 'number') {
-          if (!this.applied.has(data.received_seq) && typeof data.guidance === 'string')
-            this.active.push(data.guidance)
-          this.applied.add(data.received_seq)
-        }
-      }
-      if (page.length < 1000) break
-    }
-    for (const r of received) {
-      if (this.applied.has(r.seq)) continue
-      this.applied.add(r.seq)
-      this.active.push(r.guidance)
-      await this.gantry.events.append(
-        this.taskId,
-        'INTERVENTION_APPLIED',
-        { guidance: r.guidance, received_seq: r.seq, step },
-        { fence: this.fence },
-      )
-    }
-    return [...this.active]
-  }
-}
-
 /** The job handler of a coding task. */
 export async function runTask(
   deps: WorkflowDeps,
@@ -131,6 +86,22 @@ export async function runTask(
         .where(and(eq(taskModules.taskId, taskId), eq(taskModules.position, index))),
     )
   let currentModule: string | null = null
+  const guidance = new Guidance(gantry, taskId, ctx.fence)
+  /**
+   * Answers unapplied guidance, then writes the terminal event and the row. Guidance that slipped in before
+   * the terminal event is answered too, before the stream closes; what comes after it, the route answers.
+   */
+  const end = async (
+    why: string,
+    terminal: () => Promise<StoredEvent>,
+    values: Partial<typeof tasks.$inferInsert>,
+  ) => {
+    await guidance.notApplied(why)
+    const last = await terminal()
+    await setTask(values)
+    await guidance.notApplied(why, last.seq)
+    await events.finishStream(taskId)
+  }
 
   try {
     const cp: TaskCheckpoint = job.checkpoint ?? { started: false, completed: [] }
@@ -155,7 +126,6 @@ export async function runTask(
     const model = new TaskModel(gantry.config.ollamaHost, ctx.signal, deps.retry ?? DEFAULT_RETRY, (m) => {
       void log('WARN', m).catch(() => {})
     })
-    const guidance = new Guidance(gantry, taskId, ctx.fence)
     const maxMalformed = deps.maxMalformed ?? 3
 
     /** Asks until the reply parses, feeding each problem back; fails the task after `maxMalformed` tries. */
@@ -265,13 +235,16 @@ export async function runTask(
     // The log line first: the terminal event is the stream's last. The row last: whoever sees the status
     // finished finds the terminal event already in the log.
     await log('INFO', `Task complete: ${plan.modules.length} modules in ${formatDuration(totalMs)}`)
-    await emit('TASK_COMPLETE', {
-      total_time: formatDuration(totalMs),
-      total_time_ms: totalMs,
-      modules_generated: plan.modules.length,
-    })
-    await setTask({ status: 'completed', finishedAt: new Date(), currentModule: null })
-    await events.finishStream(taskId)
+    await end(
+      'The task completed before another model call could use it.',
+      () =>
+        emit('TASK_COMPLETE', {
+          total_time: formatDuration(totalMs),
+          total_time_ms: totalMs,
+          modules_generated: plan.modules.length,
+        }),
+      { status: 'completed', finishedAt: new Date(), currentModule: null },
+    )
     return { status: 'succeeded' }
 
     async function buildModule(module: PlannedModule, plan: Plan) {
@@ -368,18 +341,22 @@ export async function runTask(
     }
     if (reason === 'cancelled') {
       await log('INFO', 'Task cancelled')
-      await emit('TASK_CANCELLED', { reason: 'cancelled on request', module: currentModule })
-      await setTask({ status: 'cancelled', finishedAt: new Date(), currentModule: null })
-      await events.finishStream(taskId)
+      await end(
+        'The task was cancelled before another model call could use it.',
+        () => emit('TASK_CANCELLED', { reason: 'cancelled on request', module: currentModule }),
+        { status: 'cancelled', finishedAt: new Date(), currentModule: null },
+      )
       return { status: 'cancelled' }
     }
     const failure =
       err instanceof TaskFailure ? err.reason : `Internal error: ${(err as Error)?.message ?? err}`
     if (!(err instanceof TaskFailure)) gantry.log.error({ err, task: taskId }, 'task failed unexpectedly')
     await log('ERROR', `Task failed: ${failure}`)
-    await emit('TASK_FAILED', { reason: failure, module: currentModule })
-    await setTask({ status: 'failed', finishedAt: new Date(), error: failure, currentModule: null })
-    await events.finishStream(taskId)
+    await end(
+      'The task failed before another model call could use it.',
+      () => emit('TASK_FAILED', { reason: failure, module: currentModule }),
+      { status: 'failed', finishedAt: new Date(), error: failure, currentModule: null },
+    )
     return { status: 'failed', error: failure }
   }
 }
