@@ -112,3 +112,23 @@ describe('chat on a terminal', () => {
     expect(await p.exitCode()).toBe(0)
   }, 60_000)
 })
+
+describe('chat on a terminal, interrupted', () => {
+  test('Ctrl-C during an answer stops it, keeps the part so far, and the prompt comes back', async () => {
+    world.model.on('Count slowly to fifty', () => ({
+      content: Array.from({ length: 50 }, (_, i) => `${i + 1}`).join(' '),
+      tokensPerSecond: 5,
+    }))
+    const p = await pane(['chat', '--session', 'tty-chat-cancel'])
+    await p.waitForScreen(/^you›/m)
+    p.sendKeys('Count slowly to fifty', 'Enter')
+    await p.waitForScreen(/^1 2/m)
+    p.sendKeys('C-c')
+    const screen = await p.waitForScreen(/\(answer cancelled\)\nyou›/m)
+    expect(screen).not.toContain('50')
+    p.sendKeys('C-d')
+    expect(await p.exitCode()).toBe(0)
+    const messages = (await world.server.api('/api/sessions/tty-chat-cancel/messages')).body.messages
+    expect(messages.at(-1)).toMatchObject({ role: 'assistant', incomplete: true })
+  }, 60_000)
+})

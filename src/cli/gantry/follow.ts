@@ -273,6 +273,12 @@ export async function followTask(
     )
   } finally {
     process.off('SIGINT', sigint)
+    if (asking) {
+      // The task ended while the question was open: give the terminal back as it was.
+      process.stdin.setRawMode(false)
+      process.stdin.pause()
+      process.stdout.write('\n')
+    }
     view.stop()
   }
 

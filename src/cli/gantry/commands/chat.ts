@@ -180,29 +180,44 @@ export function registerChatCommands(program: Command, run: Run) {
           ),
         )
         const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true })
-        let answering: AbortController | undefined
-        rl.on('SIGINT', () => {
-          if (!answering) return rl.close()
-          void ctx.api.api.sessions({ id: session.id }).cancel.post()
+        let closed = false
+        let waiting: ((line: string | undefined) => void) | undefined
+        rl.on('close', () => {
+          closed = true
+          waiting?.(undefined)
         })
+        rl.on('SIGINT', () => rl.close())
         const prompt = () =>
           new Promise<string | undefined>((resolve) => {
-            rl.question(c.bold(c.green('you› ')), resolve)
-            rl.once('close', () => resolve(undefined))
+            if (closed) return resolve(undefined)
+            waiting = resolve
+            rl.question(c.bold(c.green('you› ')), (line) => {
+              waiting = undefined
+              resolve(line)
+            })
           })
+        const cancelAnswer = () =>
+          void ctx.api.api
+            .sessions({ id: session.id })
+            .cancel.post()
+            .catch(() => {})
         for (;;) {
           const line = await prompt()
           if (line === undefined) break
           if (!line.trim()) continue
-          answering = new AbortController()
+          // While the answer streams the terminal is back in cooked mode, so Ctrl-C is a real SIGINT: it
+          // stops the answer (the partial text is kept) and the prompt comes back.
           rl.pause()
+          process.stdin.setRawMode?.(false)
+          process.on('SIGINT', cancelAnswer)
           try {
-            await ask(ctx, session.id, line.trim(), flags, answering.signal)
+            await ask(ctx, session.id, line.trim(), flags, new AbortController().signal)
           } catch (err) {
             if (!(err instanceof CliError) || err.exitCode === EXIT.usage) throw err
             ctx.out.note(c.red(err.message))
           } finally {
-            answering = undefined
+            process.off('SIGINT', cancelAnswer)
+            process.stdin.setRawMode?.(true)
             rl.resume()
           }
         }
