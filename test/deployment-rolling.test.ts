@@ -7,7 +7,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { planReply } from '../plugins/tasks/testing.ts'
-import { type Deployment, type Follower, follow, type Instance, startDeployment } from './deployment-world.ts'
+import {
+  type Deployment,
+  type Follower,
+  follow,
+  followSse,
+  type Instance,
+  startDeployment,
+} from './deployment-world.ts'
 import { ADMIN_KEY, PG_BASE_URL, waitFor } from './helpers.ts'
 import { HAVE_NGINX } from './nginx-harness.ts'
 
@@ -133,6 +140,9 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
         taskFollowers.push(await follow(world.nginx, taskId))
         chatFollowers.push(await follow(world.nginx, sessionId))
       }
+      // And one browser-like SSE client per stream, resuming with Last-Event-ID.
+      const taskSse = await followSse(world.nginx, taskId, (e) => e.type === 'TASK_COMPLETE')
+      const chatSse = await followSse(world.nginx, sessionId, (e) => e.type === 'response')
       const chat = await world.api(`/api/sessions/${sessionId}/chat`, {
         method: 'POST',
         json: { message: 'Count slowly to two hundred and forty' },
@@ -180,8 +190,12 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
       for (const f of taskFollowers)
         await f.until(isEnd(['TASK_COMPLETE', 'TASK_FAILED', 'TASK_CANCELLED']), 60_000)
       for (const f of chatFollowers) await f.until(isEnd(['response', 'error']), 60_000)
+      await taskSse.until(20_000)
+      await chatSse.until(20_000)
       await load.stop()
       for (const f of [...taskFollowers, ...chatFollowers]) f.close()
+      await taskSse.close()
+      await chatSse.close()
 
       // No request failed, and the load really ran through both restarts.
       const failed = load.outcomes.filter((o) => typeof o.status !== 'number' || o.status >= 400)
@@ -190,6 +204,8 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
       expect(load.outcomes.length).toBeGreaterThan(60)
 
       // Every socket on a restarted instance was closed with 1001 and resumed; each ended with the whole stream.
+      // The SSE clients were cut too (by the instance they were on stopping) and came back.
+      expect(taskSse.reconnects + chatSse.reconnects).toBeGreaterThanOrEqual(1)
       const drops = [...taskFollowers, ...chatFollowers].flatMap((f) => f.drops)
       expect(drops.length).toBeGreaterThanOrEqual(2)
       expect(new Set(drops)).toEqual(new Set([1001]))
@@ -205,6 +221,8 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)(
           expect(f.events.map((e) => e.seq)).toEqual(stored)
           expect(f.connections).toBe(f.drops.length + 1)
         }
+        const sse = stream === taskId ? taskSse : chatSse
+        expect(sse.events.map((e) => e.seq)).toEqual(stored)
       }
 
       // The task went on to the end, never failed; the answer is whole and exact, said once.

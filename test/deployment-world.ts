@@ -193,7 +193,8 @@ export async function follow(
         client.closed.then(({ code }) => {
           if (closed) return
           drops.push(code)
-          setTimeout(() => void open(), 50)
+          // A client that cannot get back in shows as missing events, not as a stray error.
+          setTimeout(() => void open().catch(() => {}), 50)
         })
         return
       } catch (err) {
@@ -217,6 +218,63 @@ export async function follow(
     close() {
       closed = true
       socket?.close()
+    },
+  }
+}
+
+/**
+ * The same client over SSE (`GET /api/streams/:id/events` through nginx): whenever the stream ends before
+ * `isLast` saw its event, it reconnects with `Last-Event-ID`. `events` holds every envelope received.
+ */
+export async function followSse(nginx: RunningNginx, stream: string, isLast: (envelope: any) => boolean) {
+  const { openSse } = await import('../plugins/logs-stream/testing.ts')
+  const segments: { data: string; id?: string; event?: string }[][] = []
+  let reconnects = 0
+  let stop = () => {}
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve
+  })
+  let closed = false
+  // Envelopes only: the closing `event: end` of a finished stream carries no JSON.
+  const events = () =>
+    segments
+      .flat()
+      .filter((m) => !m.event)
+      .map((m) => JSON.parse(m.data))
+  const running = (async () => {
+    for (let attempt = 0; !closed && attempt < 200; attempt++) {
+      const last = segments.flat().at(-1)?.id
+      const client = await openSse(
+        `${nginx.https}/api/streams/${stream}/events`,
+        { authorization: `Bearer ${ADMIN_KEY}`, ...(last ? { 'last-event-id': last } : {}) },
+        { ca: nginx.ca },
+      ).catch(() => undefined)
+      if (client?.status !== 200) {
+        client?.close()
+        await Bun.sleep(100)
+        continue
+      }
+      segments.push(client.messages)
+      await Promise.race([client.done, stopped])
+      client.close()
+      if (closed || events().some(isLast)) return
+      reconnects++
+      await Bun.sleep(50)
+    }
+  })()
+  return {
+    get events() {
+      return events()
+    },
+    get reconnects() {
+      return reconnects
+    },
+    until: (timeoutMs: number) =>
+      waitFor(() => events().some(isLast), timeoutMs, `the last event on ${stream} (SSE)`),
+    async close() {
+      closed = true
+      stop()
+      await running
     },
   }
 }
