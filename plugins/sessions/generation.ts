@@ -43,6 +43,11 @@ export interface ConverseInput {
   signal: AbortSignal
   /** Tool steps already taken by an earlier attempt of the same answer (resume after a takeover). */
   stepsTaken?: number
+  /**
+   * Called before each tool runs; throws to stop the answer. The chat job checks its lease there: a tool's
+   * effect (a task started, a click on the desktop) is a write the event log's fence cannot take back.
+   */
+  beforeTool?: () => Promise<void>
 }
 
 const toOllamaTool = (tool: { name: string; description: string; parameters: unknown }): OllamaTool => ({
@@ -172,6 +177,7 @@ export async function* converse(gantry: Gantry, input: ConverseInput): AsyncGene
       const id = `call_${step}_${i}`
       const args = call.arguments && typeof call.arguments === 'object' ? call.arguments : {}
       yield { type: 'tool_call', id, name: call.name, arguments: args, step }
+      await input.beforeTool?.()
       const result = await runTool(gantry, input, call.name, args, toolNames)
       if (input.signal.aborted) return
       // Images (a desktop screenshot) go to the model; the event and the stored message note only how many,

@@ -8,6 +8,7 @@ import {
   type JobContext,
   type JobOutcome,
   JobRunner,
+  LeaseLostError,
 } from '../../src/core/jobs.ts'
 import { type Agent, BUILTIN_AGENTS, findAgent } from './agents.ts'
 import { CHAT_JOB_KIND, type ChatJobPayload, releaseSession } from './chat.ts'
@@ -195,6 +196,8 @@ export async function runGeneration(
       sessionId: session.id,
       signal: ctx.signal,
       stepsTaken,
+      // Refused (and the signal aborted) once another instance holds the answer.
+      beforeTool: () => ctx.fenced(async () => {}),
     })) {
       record(answer, event)
       if (event.type === 'done') metrics = event.metrics
@@ -206,7 +209,8 @@ export async function runGeneration(
   } catch (err) {
     failure =
       err instanceof GenerationError ? err : new GenerationError('internal_error', (err as Error).message)
-    if (!(err instanceof GenerationError)) gantry.log.error({ err, messageId }, 'chat generation failed')
+    if (!(err instanceof GenerationError) && !(err instanceof LeaseLostError))
+      gantry.log.error({ err, messageId }, 'chat generation failed')
   }
 
   const reason = abortReasonOf(ctx.signal)
