@@ -51,6 +51,7 @@ function collected(
 
 /** The scrape-time view of one Gantry: what its plugins hold right now. */
 async function liveState(gantry: Gantry) {
+  // The websocket plugin's registry of live sockets, read as it stands: counting costs its hot path nothing.
   const sockets = (gantry.state.get('websocket:sockets') as { sockets?: Map<unknown, unknown> } | undefined)
     ?.sockets?.size
   const stats = (
@@ -64,6 +65,7 @@ async function liveState(gantry: Gantry) {
   return { sockets: sockets ?? 0, connections: gantry.connections.size, stats, queue }
 }
 
+const jobKinds = new Set<string>()
 let registry: Registry | undefined
 let current: Awaited<ReturnType<typeof liveState>> | undefined
 
@@ -136,11 +138,17 @@ function buildRegistry(): Registry {
       'gantry_jobs',
       'Jobs in the queue by kind and state (all instances: read from the database)',
       'gauge',
-      () =>
-        (current?.queue ?? []).map((q) => ({
-          labels: { kind: q.kind, state: q.status },
-          value: Number(q.n),
-        })),
+      () => {
+        // An emptied queue reads 0 rather than vanishing, for every kind seen since the start.
+        for (const q of current?.queue ?? []) jobKinds.add(q.kind)
+        for (const [kind] of jobOutcomes.entries()) jobKinds.add(kind)
+        return [...jobKinds].flatMap((kind) =>
+          ['queued', 'running'].map((state) => ({
+            labels: { kind, state },
+            value: Number(current?.queue.find((q) => q.kind === kind && q.status === state)?.n ?? 0),
+          })),
+        )
+      },
     ),
   )
   register(
