@@ -233,6 +233,9 @@ export const chatSocket = new Elysia({ name: 'sessions:ws-chat' })
         'Sends `connected`, then reasoning deltas (`reasoning`), `reasoning_complete`, answer deltas (`content`), `tool_call`, `tool_result`, `response`, `error`, `notice` and `ping`. Send `{type:"chat", payload:{message, agent_name, enable_reasoning}}` or `{type:"cancel"}`. `?since=<seq>` resumes.',
     },
     async beforeHandle(ctx) {
+      // Elysia runs a ws route's beforeHandle twice (as a route hook, then before upgrading): check once, or
+      // the second run would find the single-use ticket already spent (as in the websocket plugin).
+      if ((ctx as { user?: Principal }).user) return
       const user = await guardUpgrade(ctx.gantry, ctx.request)
       // The one parser of every resume position (a 422 before the upgrade); absent means "from the answer in progress".
       const raw = new URL(ctx.request.url).searchParams.get('since')
