@@ -12,7 +12,7 @@ import {
 let server: TestServer
 beforeAll(async () => {
   server = await startTestServer()
-})
+}, 60_000)
 afterAll(() => server.stop())
 
 describe('API keys', () => {

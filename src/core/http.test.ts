@@ -4,7 +4,7 @@ import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from '../../test
 let server: TestServer
 beforeAll(async () => {
   server = await startTestServer({ BODY_LIMIT_BYTES: '2048', CORS_ORIGINS: 'https://console.lan' })
-})
+}, 60_000)
 afterAll(() => server.stop())
 
 describe('errors map to {error, message, details?}', () => {
