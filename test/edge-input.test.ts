@@ -85,6 +85,15 @@ describe('text Postgres cannot store, and fractional integers, are 4xx (item 4)'
     }
   })
 
+  test('NUL or a broken escape in a WebSocket URL → 4xx before the upgrade', async () => {
+    for (const path of ['/ws/chat/a%00b', `/ws/${task}?ticket=a%00b`, '/ws/chat/x?since=%ED%A0%80']) {
+      const peer = await rawUpgrade(`${ws}${path}`, bearer())
+      expect([400, 422]).toContain(peer.status)
+      expect(peer.body.error).toMatch(/^(bad_request|validation_failed)$/)
+      peer.socket.destroy()
+    }
+  })
+
   test('NUL or a broken escape in the query → 4xx', async () => {
     const nul = await server.api('/tasks?status=a%00')
     expect(nul.status).toBe(422)
