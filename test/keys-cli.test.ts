@@ -74,3 +74,25 @@ describe('npm run keys -- create for a user that exists', () => {
     }
   }, 60_000)
 })
+
+describe('POST /api/keys for a user that exists', () => {
+  test('the key is that user’s (same user_id, same tasks); another role is a 409', async () => {
+    const server = await startTestServer()
+    try {
+      const first = await server.api('/api/keys', { method: 'POST', json: { user: 'dora' } })
+      expect(first.status).toBe(201)
+      const second = await server.api('/api/keys', { method: 'POST', json: { user: 'dora', name: 'phone' } })
+      expect(second.status).toBe(201)
+      expect(second.body).toMatchObject({ user: 'dora', role: 'user', user_id: first.body.user_id })
+      const made = await server.api('/tasks', { method: 'POST', key: first.body.key, json: { prompt: 'hi' } })
+      expect((await server.api(`/tasks/${made.body.task_id}`, { key: second.body.key })).status).toBe(200)
+      const promote = await server.api('/api/keys', { method: 'POST', json: { user: 'dora', role: 'admin' } })
+      expect(promote.status).toBe(409)
+      expect(promote.body.message).toContain('exists as user')
+      const dora = (await server.api('/api/keys')).body.filter((k: { user: string }) => k.user === 'dora')
+      expect(dora).toHaveLength(2)
+    } finally {
+      await server.stop()
+    }
+  }, 60_000)
+})

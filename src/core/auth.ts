@@ -1,11 +1,11 @@
 import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
-import { ErrorBody, Forbidden, HttpError, NotFound, TooMany, Unauthorized } from './errors.ts'
+import { Conflict, ErrorBody, Forbidden, HttpError, NotFound, TooMany, Unauthorized } from './errors.ts'
 import { BEARER, clientAddress, isSecureRequest, SESSION_COOKIE } from './http.ts'
 import {
   createApiKey,
   createLoginSession,
-  createUser,
+  findOrCreateUser,
   listApiKeys,
   type Principal,
   revokeApiKey,
@@ -272,10 +272,15 @@ export const keyRoutes = new Elysia({ name: 'gantry:key-routes', tags: ['Auth'] 
   .post(
     '/api/keys',
     async ({ gantry, body, set }) => {
-      const { id: userId } = await createUser(gantry.db, body.user, body.role ?? 'user')
-      const created = await createApiKey(gantry.db, userId, body.name ?? `${body.user}'s key`)
+      // A key for an existing name is that user's, never a second user of the same name.
+      const user = await findOrCreateUser(gantry.db, body.user, body.role ?? 'user')
+      if (!user.created && body.role && body.role !== user.role)
+        throw Conflict(`User "${body.user}" exists as ${user.role}; keys do not change roles.`, {
+          role: user.role,
+        })
+      const created = await createApiKey(gantry.db, user.id, body.name ?? `${body.user}'s key`)
       set.status = 201
-      return { id: created.id, key: created.key, user_id: userId, user: body.user, role: body.role ?? 'user' }
+      return { id: created.id, key: created.key, user_id: user.id, user: body.user, role: user.role }
     },
     {
       auth: 'admin',
@@ -297,11 +302,13 @@ export const keyRoutes = new Elysia({ name: 'gantry:key-routes', tags: ['Auth'] 
         }),
         401: ErrorBody,
         403: ErrorBody,
+        409: ErrorBody,
         422: ErrorBody,
       },
       detail: {
         summary: 'Create a user and key',
-        description: 'The key is shown only in this response. Admins only.',
+        description:
+          'A new key for `user`, who is created when the name is new. The key is shown only in this response. 409 when the user exists with another `role`. Admins only.',
       },
     },
   )
