@@ -61,6 +61,11 @@ describe('help and usage', () => {
     const badIterations = await runGantry(['task', 'x', '--max-iterations', '0'], env)
     expect(badIterations.code).toBe(2)
     expect(badIterations.stderr).toContain('--max-iterations is a whole number from 1 to 20')
+
+    // What only the server can check is still the caller's mistake: exit 2, with the server's reason.
+    const tooLong = await runGantry(['task', 'x'.repeat(20_001)], env)
+    expect(tooLong.code).toBe(2)
+    expect(tooLong.stderr).toMatch(/^gantry: the server refused the request: .*prompt/)
   })
 })
 
@@ -334,9 +339,9 @@ describe('chat', () => {
     expect(r.stdout.trim().split('\n').at(-1)).toBe('You have a few tasks.')
   }, 30_000)
 
-  test('an unknown agent is an error with exit 1; agents lists them', async () => {
+  test('an unknown agent is refused with exit 2; agents lists them', async () => {
     const r = await runGantry(['chat', '--agent', 'nobody', '-m', 'hi'], world.env())
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(2)
     expect(r.stderr).toContain('nobody')
     const agents = await runGantry(['agents'], world.env())
     expect(agents.stdout).toMatch(/^researcher\s+\(default\)\s+yes\s/m)

@@ -100,6 +100,9 @@ export function httpError(
     return new CliError(hint, EXIT.usage)
   }
   if (status === 403) return new CliError(`not allowed: ${message}`, EXIT.usage)
+  // The server refused what was asked (a field out of range, a body too large): a usage error.
+  if (status === 400 || status === 413 || status === 415 || status === 422)
+    return new CliError(`the server refused the request: ${message}`, EXIT.usage)
   if (status === 404 && options.notFound) return new CliError(options.notFound, EXIT.failed)
   if (status === 502 || status === 503 || status === 504)
     return new CliError(`${connection.url} is unavailable (${status} ${code ?? ''}): ${message}`, EXIT.usage)

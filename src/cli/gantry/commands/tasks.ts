@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError } from 'commander'
 import { call } from '../client.ts'
 import { type Context, contextOf, type Run } from '../context.ts'
-import { EXIT, usageError } from '../errors.ts'
+import { usageError } from '../errors.ts'
 import { followTask } from '../follow.ts'
 import { ago, clip, oneLine, percent, table } from '../output.ts'
 import { fetchResults, printResults, writeResults } from '../results.ts'
@@ -117,7 +117,6 @@ Examples:
         ]
         if (t.error) rows.push(['error', t.error])
         for (const [k, v] of rows) ctx.out.line(`${c.dim(k.padEnd(9))} ${v}`)
-        return t.status === 'failed' || t.status === 'cancelled' ? EXIT.failed : EXIT.ok
       }),
     )
 
