@@ -271,6 +271,10 @@ describe('tasks', () => {
     const line = await follower.waitForStdout(/MODULE_STARTED/)
     expect(line).toContain('mathutil.ts (1/1) started')
     const id = /^(task-\S+) queued$/m.exec(follower.stdout())![1]!
+    const steer = await runGantry(['task', 'intervene', id, 'Use', 'integers', 'only'], world.env())
+    expect(steer.code).toBe(0)
+    expect(steer.stdout).toMatch(new RegExp(`^guidance for ${id} recorded \\(seq \\d+\\)`))
+    await follower.waitForStdout(/INTERVENTION_RECEIVED guidance received: "Use integers only"/)
     const cancel = await runGantry(['task', 'cancel', id], world.env())
     expect(cancel.code).toBe(0)
     expect(cancel.stdout).toMatch(new RegExp(`^${id} cancell(ed|ing)`))
@@ -391,10 +395,19 @@ describe('admin commands', () => {
     expect(refused.stderr).toContain('not allowed')
   })
 
-  test('desktop status and mcp without a key', async () => {
+  test('desktop start, status, stop; mcp without a key', async () => {
     const r = await runGantry(['desktop', 'status'], world.env())
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/^desktop: (stopped|unavailable)/m)
+    expect(r.stdout).toMatch(/^desktop: stopped/m)
+    const started = await runGantry(['desktop', 'start', '--width', '800', '--height', '600'], world.env())
+    expect(started.stderr).toBe('')
+    expect(started.stdout).toMatch(/^desktop: running 800×600 on display :\d+$/m)
+    expect(started.stdout).toMatch(/^viewer: http:\/\/127\.0\.0\.1:\d+\/vnc\/$/m)
+    expect(started.stdout).not.toContain('password')
+    const stopped = await runGantry(['desktop', 'stop'], world.env())
+    expect(stopped.stdout).toMatch(
+      /^The desktop was stopped; none of its processes is left\.\ndesktop: stopped$/m,
+    )
     const mcp = await runGantry(['mcp'], world.env({ GANTRY_API_KEY: '' }))
     expect(mcp.code).toBe(2)
     expect(mcp.stderr).toContain('gantry mcp needs an API key')

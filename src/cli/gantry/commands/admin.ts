@@ -111,7 +111,7 @@ export function registerAdminCommands(program: Command, run: Run) {
     if (ctx.out.json) return ctx.out.jsonLine({ ...d, password: undefined })
     if (d.message) ctx.out.line(String(d.message))
     ctx.out.line(
-      `desktop: ${d.state}${d.width ? ` ${d.width}×${d.height}` : ''}${d.display ? ` on display ${d.display}` : ''}`,
+      `desktop: ${d.state}${d.state === 'running' && d.width ? ` ${d.width}×${d.height}` : ''}${d.state === 'running' && d.display ? ` on display ${d.display}` : ''}`,
     )
     if (d.viewer_url && d.state === 'running') ctx.out.line(`viewer: ${d.viewer_url}`)
     const missing = d.missing as { binary: string; package: string }[] | undefined
