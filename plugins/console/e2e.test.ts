@@ -71,7 +71,11 @@ describeBrowser('the console, end to end', () => {
       expect(await page.getByLabel('Clarifying answer 2').count()).toBe(0)
       await page.getByLabel('Max iterations').fill('2')
       await page.getByRole('button', { name: 'Start task', exact: true }).click()
-      // The form opens the new task's page, which follows it live to the end.
+      // The new task is at the top of the list at once; its page follows it live to the end.
+      await page
+        .getByRole('list', { name: 'Tasks' })
+        .getByRole('link', { name: 'Build a tiny math library' })
+        .click()
       await page.getByRole('heading', { level: 1, name: 'Build a tiny math library' }).waitFor()
       await waitFor(async () => (await progressOf(page, 'Task progress')) === '100', 30_000, 'progress 100%')
       await page.getByRole('region', { name: 'Timeline' }).getByText('TASK_COMPLETE').first().waitFor()
@@ -131,6 +135,10 @@ describeBrowser('the console, end to end', () => {
       await page.getByRole('button', { name: 'Delete task' }).click()
       await page.getByRole('button', { name: 'Confirm delete' }).click()
       await page.getByRole('button', { name: 'Start task', exact: true }).waitFor()
+      await page
+        .getByRole('list', { name: 'Tasks' })
+        .getByText('Build a slow parser')
+        .waitFor({ state: 'detached' })
       expect((await server.api(`/tasks/${taskId}`)).status).toBe(404)
     })
     expectNoProblems(problems)
@@ -142,6 +150,7 @@ describeBrowser('the console, end to end', () => {
     await shootOnFailure(page, 'e2e-chat', async () => {
       await signIn(page, server.url, ADMIN_KEY)
       await openNav(page, 'Chat')
+      await page.getByRole('button', { name: 'New session', exact: true }).click()
       await page.getByLabel('Session name', { exact: true }).fill('Sky questions')
       await page.getByRole('button', { name: 'Create session' }).click()
       await page.getByRole('heading', { level: 1, name: 'Sky questions' }).waitFor()

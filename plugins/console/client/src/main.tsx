@@ -1,5 +1,4 @@
 import './style.css'
-import { useSignal } from '@preact/signals'
 import { render } from 'preact'
 import { useEffect } from 'preact/hooks'
 import { initialPrincipal, me, needsSignIn, online, signOut, whoAmI } from './api.ts'
@@ -21,7 +20,6 @@ const NAV = [
 ] as const
 
 function Header() {
-  const menuOpen = useSignal(false)
   const here = route.value[0]
   const links = [...NAV, ...(me.value?.role === 'admin' ? ([['admin', 'Admin']] as const) : [])]
   return (
@@ -29,27 +27,9 @@ function Header() {
       <a class="brand" href={href('tasks')}>
         <img src="/favicon.svg" alt="" width="24" height="24" /> Gantry
       </a>
-      <button
-        type="button"
-        class="menu-button"
-        aria-expanded={menuOpen.value}
-        aria-controls="main-nav"
-        onClick={() => {
-          menuOpen.value = !menuOpen.value
-        }}
-      >
-        Menu
-      </button>
-      <nav id="main-nav" aria-label="Main" class={menuOpen.value ? 'open' : ''}>
+      <nav id="main-nav" aria-label="Main">
         {links.map(([path, name]) => (
-          <a
-            key={path}
-            href={href(path)}
-            aria-current={here === path ? 'page' : undefined}
-            onClick={() => {
-              menuOpen.value = false
-            }}
-          >
+          <a key={path} href={href(path)} aria-current={here === path ? 'page' : undefined}>
             {name}
           </a>
         ))}

@@ -24,7 +24,13 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
   }
 })
 
+// Markdown of a huge answer or of one very long line costs seconds per parse and means nothing: plain text.
+const PLAIN_LIMIT = 200_000
+const LONG_LINE = /[^\n]{5000}/
+
 export function renderMarkdown(text: string): string {
+  if (text.length > PLAIN_LIMIT || LONG_LINE.test(text))
+    return `<div class="plain huge" tabindex="0">${escapeHtml(text)}</div>`
   return DOMPurify.sanitize(marked.parse(text, { async: false }) as string, {
     FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'img', 'svg', 'math', 'iframe'],
   })

@@ -33,7 +33,8 @@ export function VirtualList<T>(props: {
     <div
       ref={box}
       class={`virtual ${props.class ?? ''}`}
-      // biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling box must be reachable by keyboard
+      role="log"
+      aria-label={props.label}
       tabIndex={0}
       onScroll={(e) => {
         const el = e.currentTarget

@@ -189,7 +189,7 @@ function Conversation_({ session, onChanged }: { session: Session; onChanged: ()
             <button type="submit">Save name</button>
           </form>
         )}
-        <div class="row">
+        <div class="row wrap">
           <span class="hint">
             {session.agent}
             {session.model ? ` · ${session.model}` : ''}
@@ -288,6 +288,7 @@ function Conversation_({ session, onChanged }: { session: Session; onChanged: ()
 export function ChatPage({ id }: { id?: string }) {
   const sessions = useSignal<Session[] | null>(null)
   const error = useSignal('')
+  const creating = useSignal(false)
   const load = async () => {
     try {
       sessions.value = (await listSessions()).sessions
@@ -301,13 +302,26 @@ export function ChatPage({ id }: { id?: string }) {
   return (
     <div class="chat">
       <aside class="card sessions">
-        <h2>Sessions</h2>
-        <NewSession
-          onCreated={(s) => {
-            load()
-            go('chat', s.session_id)
-          }}
-        />
+        <div class="row spread">
+          <h2>Sessions</h2>
+          <button
+            type="button"
+            class="secondary"
+            aria-expanded={creating.value}
+            onClick={() => (creating.value = !creating.value)}
+          >
+            New session
+          </button>
+        </div>
+        {creating.value && (
+          <NewSession
+            onCreated={(s) => {
+              creating.value = false
+              load()
+              go('chat', s.session_id)
+            }}
+          />
+        )}
         <ErrorLine text={error.value} />
         <ul aria-label="Sessions">
           {sessions.value?.map((s) => (

@@ -26,7 +26,7 @@ const CHANGES = /^(TASK_|PLANNING_|MODULE_|TEST_)/
 /** One line for any event, known or not: the type and the data's fields as text (never as markup). */
 function summary(e: TaskEvent): string {
   const d = e.data ?? {}
-  if (e.type === 'LOG') return `[${String(d.level ?? 'INFO')}] ${String(d.message ?? '')}`
+  if (e.type === 'LOG') return `[${String(d.level ?? 'INFO')}] ${String(d.message ?? '').slice(0, 2000)}`
   if (e.type === 'MODULE_ITERATION')
     return `${d.module} iteration ${d.iteration}: pass rate ${d.test_pass_rate}, quality ${d.quality_score ?? '–'}`
   return Object.entries(d)

@@ -1,6 +1,6 @@
 import { useSignal } from '@preact/signals'
 import { api, call, messageOf } from '../api.ts'
-import { go, href } from '../route.ts'
+import { href } from '../route.ts'
 import {
   ErrorLine,
   ollamaModels,
@@ -16,7 +16,7 @@ type TaskView = Awaited<ReturnType<typeof listTasks>>['tasks'][number]
 const listTasks = (status: TaskStatus | '') =>
   call(api.tasks.get({ query: { limit: 50, ...(status ? { status } : {}) } }))
 
-function NewTask() {
+function NewTask({ onStarted }: { onStarted: (taskId: string) => void }) {
   const prompt = useSignal('')
   const answers = useSignal<string[]>([])
   const model = useSignal('')
@@ -49,7 +49,7 @@ function NewTask() {
           )
           prompt.value = ''
           answers.value = []
-          go('tasks', created.task_id)
+          onStarted(created.task_id)
         } catch (err) {
           error.value = messageOf(err)
         } finally {
@@ -166,21 +166,24 @@ export function TasksPage() {
   const status = useSignal<TaskStatus | ''>('')
   const tasks = useSignal<TaskView[] | null>(null)
   const error = useSignal('')
-  usePolling(
-    async () => {
-      try {
-        tasks.value = (await listTasks(status.value)).tasks
-        error.value = ''
-      } catch (err) {
-        error.value = messageOf(err)
-      }
-    },
-    2000,
-    [status.value],
-  )
+  const started = useSignal('')
+  const load = async () => {
+    try {
+      tasks.value = (await listTasks(status.value)).tasks
+      error.value = ''
+    } catch (err) {
+      error.value = messageOf(err)
+    }
+  }
+  usePolling(load, 2000, [status.value])
   return (
     <div class="columns">
-      <NewTask />
+      <NewTask
+        onStarted={(id) => {
+          started.value = id
+          load()
+        }}
+      />
       <section class="card" aria-labelledby="tasks-title">
         <div class="row spread">
           <h1 id="tasks-title">Tasks</h1>
@@ -202,6 +205,11 @@ export function TasksPage() {
           </label>
         </div>
         <ErrorLine text={error.value} />
+        {started.value && (
+          <p class="hint" role="status">
+            Task started: <a href={href('tasks', started.value)}>follow {started.value} live</a>.
+          </p>
+        )}
         {tasks.value?.length === 0 && (
           <p class="empty">No tasks{status.value ? ` ${status.value}` : ''} yet.</p>
         )}
