@@ -35,6 +35,7 @@ export function VirtualList<T>(props: {
       class={`virtual ${props.class ?? ''}`}
       role="log"
       aria-label={props.label}
+      // biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling log must be reachable by keyboard
       tabIndex={0}
       onScroll={(e) => {
         const el = e.currentTarget
