@@ -21,13 +21,28 @@ function installProbes(watchLabel: string) {
   ;(window as any).__probe = probe
   const TOKEN = /w\d{5}/g
 
-  // After the next frame has been produced: a message posted from requestAnimationFrame runs after paint.
+  // When the frame showing a DOM change has been produced. A change made inside the rendering steps (a
+  // requestAnimationFrame callback, as batching pages do) is painted by this frame: a message posted now runs
+  // right after it. A change made in an ordinary task is painted by the next frame: post from its rAF.
+  // `rendering` is set by a rAF loop of the probe's own, which runs before the page's callbacks each frame.
+  let rendering = false
+  const frameLoop = () => {
+    rendering = true
+    const channel = new MessageChannel()
+    channel.port1.onmessage = () => {
+      rendering = false
+    }
+    channel.port2.postMessage(0)
+    requestAnimationFrame(frameLoop)
+  }
+  requestAnimationFrame(frameLoop)
+  const afterFrame = (then: (at: number) => void) => {
+    const channel = new MessageChannel()
+    channel.port1.onmessage = () => then(performance.now())
+    channel.port2.postMessage(0)
+  }
   const afterPaint = (then: (at: number) => void) =>
-    requestAnimationFrame(() => {
-      const channel = new MessageChannel()
-      channel.port1.onmessage = () => then(performance.now())
-      channel.port2.postMessage(0)
-    })
+    rendering ? afterFrame(then) : requestAnimationFrame(() => afterFrame(then))
 
   new PerformanceObserver((list) => {
     for (const entry of list.getEntries())
@@ -114,6 +129,9 @@ export async function addProbes(page: Page, watchLabel: string): Promise<void> {
 }
 
 export const probeState = (page: Page) => page.evaluate(() => (window as any).__probe as ProbeState)
+/** How many tokens have been painted so far (cheap to poll). */
+export const paintedCount = (page: Page) =>
+  page.evaluate(() => Object.keys((window as any).__probe.paints).length)
 
 /**
  * Scrolls the page's tallest scrollable box from top to bottom, a step each frame, for `ms`, and returns the
