@@ -220,8 +220,11 @@ describe('a task end to end with the simulated model', () => {
     expect(reason).toContain('planning')
     expect(reason).toContain('3 attempts')
     expect(reason).toContain('all of them')
-    const status = await server.api(`/tasks/${id}`)
-    expect(status.body.status).toBe('failed')
+    // The row follows the terminal event by a round trip (the event first: see the workflow's end).
+    const status = await waitFor(async () => {
+      const res = await server.api(`/tasks/${id}`)
+      return res.body.status === 'failed' && res
+    })
     expect(status.body.error).toBe(reason)
   }, 30_000)
 
@@ -268,7 +271,7 @@ describe('a task end to end with the simulated model', () => {
     expect(performance.now() - t0).toBeLessThan(1000)
     expect(cancelled.data).toMatchObject({ module: 'mathutil' })
     await waitFor(() => mock.activeGenerations === 0, 2000, 'the mock to see the abort')
-    expect((await server.api(`/tasks/${id}`)).body.status).toBe('cancelled')
+    await waitFor(async () => (await server.api(`/tasks/${id}`)).body.status === 'cancelled')
     // Cancelling again, or steering a finished task, is a conflict.
     const again = await server.api(`/tasks/${id}/cancel`, { method: 'POST' })
     expect(again.status).toBe(409)
@@ -357,9 +360,15 @@ describe('a task end to end with the simulated model', () => {
     const started = all.map((ev) => Date.parse(ev.find((e) => e.type === 'TASK_STARTED')!.timestamp))
     const firstDone = Math.min(...all.map((ev) => Date.parse(ev.at(-1)!.timestamp)))
     expect(Math.max(...started)).toBeLessThan(firstDone) // all five started before any finished
-    const list = await server.api('/tasks?status=completed&limit=100')
-    for (const id of ids)
-      expect(list.body.tasks.some((t: { task_id: string }) => t.task_id === id)).toBe(true)
+    // Each row follows its terminal event by a round trip.
+    await waitFor(
+      async () => {
+        const list = await server.api('/tasks?status=completed&limit=100')
+        return ids.every((id) => list.body.tasks.some((t: { task_id: string }) => t.task_id === id))
+      },
+      5000,
+      'the five tasks listed as completed',
+    )
   }, 90_000)
 
   test('an unknown model fails with the ollama pull hint', async () => {

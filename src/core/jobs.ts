@@ -261,10 +261,23 @@ export async function holdLease(tx: Executor, fence: Fence): Promise<void> {
          and status = 'running'
        for share`),
   )
-  if (rows.length === 0) {
-    fence.onFenced?.()
-    throw new LeaseLostError(fence.jobId)
-  }
+  if (rows.length === 0) fenced(fence)
+}
+
+/**
+ * The fence as a condition for a single-statement write (`update … where … and ${leaseHeld(fence)}`): the same
+ * check and row lock as `holdLease`, in one round trip. The caller treats "no row written" as fenced.
+ */
+export const leaseHeld = (fence: Fence) =>
+  sql`exists (select 1 from jobs
+               where id = ${fence.jobId} and lease_epoch = ${fence.epoch} and lease_owner = ${fence.owner}
+                 and status = 'running'
+                 for share)`
+
+/** What a fenced single-statement write that wrote nothing means: the job was taken over. */
+export function fenced(fence: Fence): never {
+  fence.onFenced?.()
+  throw new LeaseLostError(fence.jobId)
 }
 
 const rowsOf = (result: unknown): unknown[] =>

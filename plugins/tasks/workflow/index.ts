@@ -9,9 +9,11 @@ import type { StoredEvent } from '../../../src/core/events.ts'
 import {
   abortReasonOf,
   type ClaimedJob,
+  fenced,
   type JobContext,
   type JobOutcome,
   LeaseLostError,
+  leaseHeld,
 } from '../../../src/core/jobs.ts'
 import type { CodeExecutor } from '../sandbox.ts'
 import { SandboxUnavailable, typeCheckArgv } from '../sandbox.ts'
@@ -76,15 +78,24 @@ export async function runTask(
   // Every write carries this attempt's fence: once another attempt holds the task, none of them commits.
   const emit = (type: string, data: unknown) => events.append(taskId, type, data, { fence: ctx.fence })
   const log = (level: 'INFO' | 'WARN' | 'ERROR', message: string) => emit('LOG', { level, message })
-  const setTask = (values: Partial<typeof tasks.$inferInsert>) =>
-    ctx.fenced((tx) => tx.update(tasks).set(values).where(eq(tasks.id, taskId)))
-  const setModule = (index: number, values: Partial<typeof taskModules.$inferInsert>) =>
-    ctx.fenced((tx) =>
-      tx
-        .update(taskModules)
-        .set(values)
-        .where(and(eq(taskModules.taskId, taskId), eq(taskModules.position, index))),
-    )
+  // One statement each (the lease check is a sub-select): a client that sees the terminal event and asks for the
+  // task finds the row updated a round trip later, not a transaction later.
+  const setTask = async (values: Partial<typeof tasks.$inferInsert>) => {
+    const written = await gantry.db
+      .update(tasks)
+      .set(values)
+      .where(and(eq(tasks.id, taskId), leaseHeld(ctx.fence)))
+      .returning({ id: tasks.id })
+    if (!written.length) fenced(ctx.fence)
+  }
+  const setModule = async (index: number, values: Partial<typeof taskModules.$inferInsert>) => {
+    const written = await gantry.db
+      .update(taskModules)
+      .set(values)
+      .where(and(eq(taskModules.taskId, taskId), eq(taskModules.position, index), leaseHeld(ctx.fence)))
+      .returning({ id: taskModules.taskId })
+    if (!written.length) fenced(ctx.fence)
+  }
   let currentModule: string | null = null
   const guidance = new Guidance(gantry, taskId, ctx.fence)
   /**
