@@ -124,6 +124,8 @@ export function describeEvent(e: StreamEvent): string {
       return `[${d.level}] ${oneLine(String(d.message ?? ''))}`
     case 'INTERVENTION_RECEIVED':
       return `guidance received: ${JSON.stringify(d.guidance)}`
+    case 'INTERVENTION_NOT_APPLIED':
+      return `guidance not applied${d.reason ? `: ${oneLine(String(d.reason))}` : ''}`
     case 'INTERVENTION_APPLIED':
       return `guidance applied${d.step ? ` to ${d.step}` : ''}`
     case 'TASK_COMPLETE':
