@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { good, planReply, straight } from '../plugins/tasks/testing.ts'
 import { type CliWorld, gantryInTmux, startCliWorld } from '../src/cli/gantry/testing.ts'
-import { waitFor } from './helpers.ts'
+import { ADMIN_KEY, waitFor } from './helpers.ts'
 
 // `gantry task … --follow` in a real pseudo-terminal (a tmux pane), read back as the screen a person sees.
 
@@ -131,4 +131,17 @@ describe('chat on a terminal, interrupted', () => {
     const messages = (await world.server.api('/api/sessions/tty-chat-cancel/messages')).body.messages
     expect(messages.at(-1)).toMatchObject({ role: 'assistant', incomplete: true })
   }, 60_000)
+})
+
+describe('login on a terminal', () => {
+  test('the key is asked for without echo, checked and saved', async () => {
+    const p = await pane(['login', '--url', world.server.url])
+    await p.waitForScreen(/API key for http:\/\/127\.0\.0\.1:\d+:/, 15_000)
+    p.sendKeys(ADMIN_KEY, 'Enter')
+    expect(await p.exitCode()).toBe(0)
+    const screen = p.capture()
+    expect(screen).toContain(`logged in to ${world.server.url} as admin (admin)`)
+    expect(screen).not.toContain(ADMIN_KEY)
+    expect(screen).not.toContain('test-admin-key')
+  }, 30_000)
 })
