@@ -1,7 +1,7 @@
 import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { Conflict, ErrorBody, Forbidden, HttpError, NotFound, TooMany, Unauthorized } from './errors.ts'
-import { BEARER, clientAddress, isSecureRequest, SESSION_COOKIE } from './http.ts'
+import { BEARER, clientAddress, isSecureRequest, noteCaller, SESSION_COOKIE } from './http.ts'
 import {
   createApiKey,
   createLoginSession,
@@ -10,7 +10,6 @@ import {
   type Principal,
   revokeApiKey,
   revokeLoginSession,
-  sha256,
   touchApiKey,
   verifyApiKey,
   verifyLoginSession,
@@ -24,22 +23,25 @@ const CACHE_MAX = 10_000
 
 /**
  * Verified credentials, remembered for two seconds so that a busy client costs one lookup, not one per
- * request. Logout and revocation through this instance evict at once; other instances follow within the TTL.
+ * request. Logout and revocation through this instance evict at once (the whole cache); other instances follow
+ * within the TTL. Keyed by the credential itself (`k:<key>` or `s:<session token>`), not a digest of it: an exact
+ * string key cannot collide, and a busy client's request then costs one map lookup instead of a SHA-256. The
+ * secret stays in memory no longer than the request that carried it would keep it reachable anyway, plus the TTL.
  */
 class PrincipalCache {
   private readonly entries = new Map<string, { principal: Principal; until: number }>()
 
-  get(hash: string): Principal | undefined {
-    const hit = this.entries.get(hash)
+  get(credential: string): Principal | undefined {
+    const hit = this.entries.get(credential)
     if (!hit) return undefined
     if (hit.until > Date.now()) return hit.principal
-    this.entries.delete(hash)
+    this.entries.delete(credential)
     return undefined
   }
 
-  set(hash: string, principal: Principal): void {
+  set(credential: string, principal: Principal): void {
     if (this.entries.size >= CACHE_MAX) this.entries.clear()
-    this.entries.set(hash, { principal, until: Date.now() + CACHE_TTL_MS })
+    this.entries.set(credential, { principal, until: Date.now() + CACHE_TTL_MS })
   }
 
   clear(): void {
@@ -108,24 +110,31 @@ function bearerOf(header: string | null): string | undefined {
   return m ? m[1] : undefined
 }
 
+/** `k:<key>` for a Bearer key, `s:<token>` for the session cookie, or undefined when the request has neither. */
+function credentialOf(request: Request): string | undefined {
+  const bearer = bearerOf(request.headers.get('authorization'))
+  if (bearer) return `k:${bearer}`
+  const cookie = readCookie(request.headers.get('cookie'), SESSION_COOKIE)
+  return cookie ? `s:${cookie}` : undefined
+}
+
 /**
  * Resolves the caller of a request from `Authorization: Bearer <key>` or the session cookie.
  * Returns null when neither is present or valid. Also used before WebSocket upgrades.
  */
 export async function authenticate(gantry: Gantry, request: Request): Promise<Principal | null> {
-  const { cache } = authState(gantry)
-  const bearer = bearerOf(request.headers.get('authorization'))
-  const cookie = bearer ? undefined : readCookie(request.headers.get('cookie'), SESSION_COOKIE)
-  const secret = bearer ?? cookie
-  if (!secret) return null
-  const hash = sha256(bearer ? `k:${secret}` : `s:${secret}`)
-  const cached = cache.get(hash)
-  if (cached) return cached
-  const principal = bearer
-    ? await verifyApiKey(gantry.db, bearer)
+  const credential = credentialOf(request)
+  if (!credential) return null
+  return authState(gantry).cache.get(credential) ?? verify(gantry, credential)
+}
+
+async function verify(gantry: Gantry, credential: string): Promise<Principal | null> {
+  const secret = credential.slice(2)
+  const principal = credential.startsWith('k:')
+    ? await verifyApiKey(gantry.db, secret)
     : await verifyLoginSession(gantry.db, secret)
   if (principal) {
-    cache.set(hash, principal)
+    authState(gantry).cache.set(credential, principal)
     // At most once per cache period per key: cheap enough to keep "last used" honest.
     if (principal.keyId) touchApiKey(gantry.db, principal.keyId).catch(() => {})
   }
@@ -165,8 +174,13 @@ export const auth = new Elysia({ name: 'gantry:auth' }).use(gantryContext).macro
   auth: (required: boolean | 'admin') => ({
     async resolve({ gantry, request }) {
       if (!required) return { user: null as unknown as Principal }
-      const user = await authenticate(gantry, request)
+      // A cached credential resolves without another promise; only a miss waits for the database.
+      const credential = credentialOf(request)
+      const user = credential
+        ? (authState(gantry).cache.get(credential) ?? (await verify(gantry, credential)))
+        : null
       if (!user) throw Unauthorized()
+      noteCaller(request, user.userId)
       if (required === 'admin' && user.role !== 'admin') throw Forbidden('This needs an admin key.')
       return { user }
     },

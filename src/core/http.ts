@@ -1,4 +1,4 @@
-import { type Context, Elysia } from 'elysia'
+import { type Context, Elysia, ElysiaCustomStatusResponse } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { isDatabaseUnavailable } from './db.ts'
 import { type ErrorPayload, HttpError, jsonError } from './errors.ts'
@@ -129,20 +129,70 @@ const REQUEST_ID_PREFIX = crypto.randomUUID().slice(0, 8)
 let requestCounter = 0
 const nextRequestId = () => `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`
 
-interface Timing {
-  requestId: string
-  startedAt: number
+/**
+ * What the HTTP layer remembers of one request: its id, when it started, the caller once auth knows it, and
+ * whether its line is written. One small object of one shape per request, kept beside the Request rather than
+ * on Elysia's context object: Elysia reads each hook's parameter list to decide which parts of the context to
+ * build, and a hook that takes the whole context makes it build all of them (query, headers, cookies).
+ */
+class RequestState {
+  userId: string | undefined = undefined
+  logged = false
+  constructor(
+    readonly requestId: string,
+    readonly startedAt: number,
+  ) {}
+}
+
+const states = new WeakMap<Request, RequestState>()
+
+/** The id of a request, as returned in x-request-id (for handlers that report errors themselves). */
+export const requestIdOf = (request: Request): string | undefined => states.get(request)?.requestId
+
+/** Names the caller on the request's log line (auth calls it once the key or cookie is verified). */
+export function noteCaller(request: Request, userId: string): void {
+  const state = states.get(request)
+  if (state) state.userId = userId
 }
 
 /**
- * Request id and start time per request. Kept beside the request rather than on Elysia's context object: Elysia
- * reads each hook's parameter list to decide which parts of the context to build, and a hook that takes the
- * whole context makes it build all of them (query, headers, cookies) for every request.
+ * The one line per request, written once: where the answer is decided (a refusal before routing, the value a
+ * route returns just before Elysia turns it into a Response, or the error handler), never in onAfterResponse,
+ * which Elysia compiles into a setImmediate and an async closure per request. A streamed body (SSE) is logged
+ * when its head is sent, as before: wrapping the stream to log at its end would sit between the producer and
+ * Bun's backpressure, which the slow-reader checks read.
  */
-const timings = new WeakMap<Request, Timing>()
+function logOnce(gantry: Gantry, request: Request, path: string, status: number): void {
+  const state = states.get(request)
+  if (state === undefined) {
+    gantry.logRequest({ reqId: 'unknown', method: request.method, path, status, ms: undefined })
+    return
+  }
+  if (state.logged) return
+  state.logged = true
+  gantry.logRequest({
+    reqId: state.requestId,
+    method: request.method,
+    path,
+    status,
+    ms: Math.round((performance.now() - state.startedAt) * 100) / 100,
+    userId: state.userId,
+  })
+}
 
-/** The id of a request, as returned in x-request-id (for handlers that report errors themselves). */
-export const requestIdOf = (request: Request): string | undefined => timings.get(request)?.requestId
+/** The path of a URL without its query, as Elysia's `path` (for answers given before routing). */
+function pathOf(url: string): string {
+  const start = url.indexOf('/', url.indexOf('//') + 2)
+  const query = url.indexOf('?', start)
+  return query === -1 ? url.slice(start) : url.slice(start, query)
+}
+
+/** The status Elysia will answer with for a route's return value. */
+function statusOf(response: unknown, set: Context['set']): number {
+  if (response instanceof Response) return response.status
+  if (response instanceof ElysiaCustomStatusResponse) return response.code
+  return typeof set.status === 'number' ? set.status : 200
+}
 
 const JSON_TYPE = /^application\/(?:[\w.+-]*\+)?json\b/i
 
@@ -195,9 +245,18 @@ function refuseChange(request: Request, gantry: Gantry): HttpError | undefined {
 /** Per app, the routes declared with `parse: 'none'`, which read their request body themselves (e.g. /mcp). */
 const rawBodyRoutes = new WeakMap<Gantry, Set<string>>()
 
+async function parseBody({ request, gantry, route }: { request: Request; gantry: Gantry; route: string }) {
+  if (rawBodyRoutes.get(gantry)?.has(`${request.method} ${route}`)) return null
+  const text = await readBodyText(request, gantry.config.bodyLimitBytes)
+  return text === undefined ? null : parseJsonText(text)
+}
+
 /**
- * Call once the app has every route: a route with `parse: 'none'` keeps its body stream unread by the layer
- * below (it must apply BODY_LIMIT_BYTES itself). Elysia still runs the global parse hook first on such a route.
+ * Call once the app has every route, before it serves: a route with `parse: 'none'` keeps its body stream unread
+ * by the layer below (it must apply BODY_LIMIT_BYTES itself). Elysia still runs the global parse hook first on
+ * such a route. A GET or HEAD route never parses a body (Elysia emits no parse step for them), but any parse
+ * hook makes Elysia compile its handler as async: a promise and a microtask per request. Dropping the body
+ * parser from those routes keeps a synchronous route synchronous.
  */
 export function noteRawBodyRoutes(
   gantry: Gantry,
@@ -205,8 +264,13 @@ export function noteRawBodyRoutes(
 ) {
   const raw = new Set<string>()
   for (const r of routes) {
-    const parse = (r.hooks as { parse?: { fn: unknown }[] }).parse
-    if (parse?.some((h) => h.fn === 'none')) raw.add(`${r.method} ${r.path}`)
+    const hooks = r.hooks as { parse?: { fn: unknown }[] }
+    if (hooks.parse?.some((h) => h.fn === 'none')) raw.add(`${r.method} ${r.path}`)
+    if ((r.method === 'GET' || r.method === 'HEAD') && hooks.parse?.length) {
+      const kept = hooks.parse.filter((h) => h.fn !== parseBody)
+      if (kept.length) hooks.parse = kept
+      else delete hooks.parse
+    }
   }
   rawBodyRoutes.set(gantry, raw)
 }
@@ -222,7 +286,7 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
   .onRequest(({ request, set, gantry }) => {
     const incoming = request.headers.get('x-request-id')
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : nextRequestId()
-    timings.set(request, { requestId, startedAt: performance.now() })
+    states.set(request, new RequestState(requestId, performance.now()))
     set.headers['x-request-id'] = requestId
     let early: Response | string | undefined
     const origin = request.headers.get('origin')
@@ -235,26 +299,25 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
     if (!refusal && early === undefined && method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS')
       refusal = refuseChange(request, gantry)
     if (refusal) early = reject(set, requestId, refusal)
+    // Answered here, before any route: its line is written here too (no later hook sees this request).
+    if (early !== undefined)
+      logOnce(gantry, request, pathOf(request.url), typeof set.status === 'number' ? set.status : 200)
     return early
   })
   // Every body is read here, for every route that takes one: as it streams in (a chunked body is cut off at
   // BODY_LIMIT_BYTES as surely as a declared one), then depth-checked on the raw text before JSON.parse and
   // validation see it. null, never undefined, for no body: undefined would let Elysia try its own parser.
-  .onParse({ as: 'global' }, async ({ request, gantry, route }) => {
-    if (rawBodyRoutes.get(gantry)?.has(`${request.method} ${route}`)) return null
-    const text = await readBodyText(request, gantry.config.bodyLimitBytes)
-    return text === undefined ? null : parseJsonText(text)
+  .onParse({ as: 'global' }, parseBody)
+  // Runs for what a route returns (after response validation) and, at route level, after onError: the line is
+  // written by whichever of this and onError comes first. Returns nothing, so the response is Elysia's own.
+  .mapResponse({ as: 'global' }, ({ request, response, set, path, gantry }) => {
+    logOnce(gantry, request, path, statusOf(response, set))
   })
-  .onAfterResponse({ as: 'global' }, ({ request, set, path, gantry }) => {
-    const timing = timings.get(request) ?? { requestId: 'unknown', startedAt: 0 }
-    const status = typeof set.status === 'number' ? set.status : 200
-    const ms = timing.startedAt ? Math.round((performance.now() - timing.startedAt) * 100) / 100 : undefined
-    gantry.logRequest({ reqId: timing.requestId, method: request.method, path, status, ms })
-  })
-  .onError({ as: 'global' }, ({ code, error, set, request, gantry }) => {
-    const requestId = timings.get(request)?.requestId ?? nextRequestId()
+  .onError({ as: 'global' }, ({ code, error, set, request, path, gantry }) => {
+    const requestId = states.get(request)?.requestId ?? nextRequestId()
     const reply = (status: number, payload: ErrorPayload, headers?: Record<string, string>) => {
       set.status = status
+      logOnce(gantry, request, path, status)
       return jsonError(
         status,
         { ...payload, request_id: requestId },
