@@ -179,6 +179,34 @@ describeBrowser('the console, end to end', () => {
     expectNoProblems(problems)
   }, 90_000)
 
+  const desktopInstalled = Boolean(Bun.which('Xvfb') && Bun.which('x11vnc'))
+  test.skipIf(!desktopInstalled)(
+    'the desktop starts, noVNC draws it under the CSP, and stops',
+    async () => {
+      const { page, problems } = tab()
+      await shootOnFailure(page, 'e2e-desktop', async () => {
+        await signIn(page, server.url, ADMIN_KEY)
+        await openNav(page, 'Desktop')
+        await page.getByRole('button', { name: 'Start desktop', exact: true }).click()
+        await page.getByText(/^Connected to :\d+/).waitFor({ timeout: 30_000 })
+        const canvas = page.getByRole('region', { name: 'Desktop screen' }).locator('canvas')
+        // Drawn: the framebuffer has arrived and the canvas holds the desktop's size.
+        await waitFor(
+          async () => (await canvas.evaluate((c: HTMLCanvasElement) => c.width)) >= 320,
+          15_000,
+          'the canvas to get the desktop',
+        )
+        await page.getByRole('checkbox', { name: 'View only' }).check()
+        await screenshot(page, 'desktop-running')
+        await page.getByRole('button', { name: 'Stop desktop', exact: true }).click()
+        await page.getByRole('button', { name: 'Start desktop', exact: true }).waitFor({ timeout: 15_000 })
+        expect((await server.api('/api/vnc/status')).body.state).toBe('stopped')
+      })
+      expectNoProblems(problems)
+    },
+    90_000,
+  )
+
   test('every page opens without a console error', async () => {
     const { page, problems } = tab()
     await shootOnFailure(page, 'e2e-pages', async () => {

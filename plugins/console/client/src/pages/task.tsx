@@ -148,7 +148,7 @@ export function TaskPage({ id }: { id: string }) {
           </div>
           <div class="row">
             <progress max={100} value={pct} aria-label="Task progress" />
-            <span>
+            <span class="nowrap">
               {pct}% · {v.modules_complete}/{v.total_modules || '?'} modules
             </span>
           </div>
