@@ -16,6 +16,7 @@ import {
 } from '../../test/browser.ts'
 import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
+import { startTcpProxy } from '../../test/tcp-proxy.ts'
 import { good, type MODULES, planReply } from '../tasks/testing.ts'
 import { ensureBuilt } from './build.ts'
 
@@ -245,5 +246,43 @@ describeBrowser('the console, end to end', () => {
       await page.getByLabel('API key', { exact: true }).waitFor()
     })
     expectNoProblems(problems)
+  }, 90_000)
+})
+
+describeBrowser('the console across a network drop', () => {
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>
+  beforeAll(async () => {
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: server.running.server.port })
+  })
+  afterAll(() => proxy?.stop())
+  const origin = () => `http://127.0.0.1:${proxy.port}`
+  const tab = useBrowser(origin)
+
+  test('the offline banner shows while the network is down; the answer resumes from its last seq', async () => {
+    const { page, problems } = tab()
+    const words = Array.from({ length: 60 }, (_, i) => `drop${i}`).join(' ')
+    const created = await server.api('/api/sessions', { method: 'POST', json: { title: 'Through a tunnel' } })
+    await shootOnFailure(page, 'e2e-drop', async () => {
+      await signIn(page, origin(), ADMIN_KEY)
+      await page.goto(`${origin()}/#/chat/${created.body.session_id}`)
+      await page.getByRole('heading', { level: 1, name: 'Through a tunnel' }).waitFor()
+      ollama.enqueue({ content: words, tokensPerSecond: 12 })
+      await page.getByLabel('Message', { exact: true }).fill('Tell me slowly')
+      await page.getByRole('button', { name: 'Send', exact: true }).click()
+      const answer = page.locator('article[data-role=assistant]').last()
+      await answer.getByText('drop3', { exact: false }).waitFor({ timeout: 20_000 })
+      proxy.cut()
+      await page.getByRole('alert').filter({ hasText: 'Offline: reconnecting…' }).waitFor({ timeout: 10_000 })
+      await Bun.sleep(1500)
+      proxy.restore()
+      await answer.getByTestId('metrics').waitFor({ timeout: 30_000 })
+      expect((await answer.locator('.md').textContent())!.trim()).toBe(words)
+      await page
+        .getByRole('alert')
+        .filter({ hasText: 'Offline' })
+        .waitFor({ state: 'detached', timeout: 15_000 })
+    })
+    // What the browser says while the server cannot be reached is expected; nothing else is.
+    expectNoProblems(problems, [/WebSocket connection to .* failed/, /net::ERR_/, /Failed to load resource/])
   }, 90_000)
 })
