@@ -3,6 +3,7 @@ import { type Gantry, gantryContext } from './context.ts'
 import { isDatabaseUnavailable } from './db.ts'
 import { type ErrorPayload, HttpError, jsonError } from './errors.ts'
 import { parseJsonText, readBodyText, tooLarge, urlFault } from './input.ts'
+import { observeHttpRequest } from './metrics.ts'
 
 type ServerLike = { requestIP(request: Request): { address: string } | null } | null | undefined
 
@@ -162,7 +163,13 @@ export function noteCaller(request: Request, userId: string): void {
  * when its head is sent, as before: wrapping the stream to log at its end would sit between the producer and
  * Bun's backpressure, which the slow-reader checks read.
  */
-function logOnce(gantry: Gantry, request: Request, path: string, status: number): void {
+function logOnce(
+  gantry: Gantry,
+  request: Request,
+  path: string,
+  route: string | undefined,
+  status: number,
+): void {
   const state = states.get(request)
   if (state === undefined) {
     gantry.logRequest({ reqId: 'unknown', method: request.method, path, status, ms: undefined })
@@ -170,14 +177,17 @@ function logOnce(gantry: Gantry, request: Request, path: string, status: number)
   }
   if (state.logged) return
   state.logged = true
+  const ms = Math.round((performance.now() - state.startedAt) * 100) / 100
   gantry.logRequest({
     reqId: state.requestId,
     method: request.method,
     path,
     status,
-    ms: Math.round((performance.now() - state.startedAt) * 100) / 100,
+    ms,
     userId: state.userId,
   })
+  // The request duration histogram (GET /metrics): plain numbers by route template, formatted only when scraped.
+  observeHttpRequest(request.method, route, status, ms)
 }
 
 /** The path of a URL without its query, as Elysia's `path` (for answers given before routing). */
@@ -301,7 +311,13 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
     if (refusal) early = reject(set, requestId, refusal)
     // Answered here, before any route: its line is written here too (no later hook sees this request).
     if (early !== undefined)
-      logOnce(gantry, request, pathOf(request.url), typeof set.status === 'number' ? set.status : 200)
+      logOnce(
+        gantry,
+        request,
+        pathOf(request.url),
+        undefined,
+        typeof set.status === 'number' ? set.status : 200,
+      )
     return early
   })
   // Every body is read here, for every route that takes one: as it streams in (a chunked body is cut off at
@@ -310,14 +326,14 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
   .onParse({ as: 'global' }, parseBody)
   // Runs for what a route returns (after response validation) and, at route level, after onError: the line is
   // written by whichever of this and onError comes first. Returns nothing, so the response is Elysia's own.
-  .mapResponse({ as: 'global' }, ({ request, response, set, path, gantry }) => {
-    logOnce(gantry, request, path, statusOf(response, set))
+  .mapResponse({ as: 'global' }, ({ request, response, set, path, route, gantry }) => {
+    logOnce(gantry, request, path, route, statusOf(response, set))
   })
-  .onError({ as: 'global' }, ({ code, error, set, request, path, gantry }) => {
+  .onError({ as: 'global' }, ({ code, error, set, request, path, route, gantry }) => {
     const requestId = states.get(request)?.requestId ?? nextRequestId()
     const reply = (status: number, payload: ErrorPayload, headers?: Record<string, string>) => {
       set.status = status
-      logOnce(gantry, request, path, status)
+      logOnce(gantry, request, path, route, status)
       return jsonError(
         status,
         { ...payload, request_id: requestId },
