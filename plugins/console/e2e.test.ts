@@ -180,6 +180,22 @@ describeBrowser('the console, end to end', () => {
     expectNoProblems(problems)
   }, 90_000)
 
+  test('a session that ends brings back the sign-in form, and the page keeps what was typed', async () => {
+    const { page, problems, context } = tab()
+    await shootOnFailure(page, 'e2e-expired', async () => {
+      await signIn(page, server.url, ADMIN_KEY)
+      await openNav(page, 'Tasks')
+      await page.getByLabel('Prompt', { exact: true }).fill('Build a queue, half typed')
+      // The session ends elsewhere (another tab signed out, an admin revoked it): the cookie is gone.
+      await context.clearCookies()
+      await page.getByRole('button', { name: 'Start task', exact: true }).click()
+      await page.getByLabel('API key', { exact: true }).waitFor()
+      await signIn(page, server.url, ADMIN_KEY)
+      expect(await page.getByLabel('Prompt', { exact: true }).inputValue()).toBe('Build a queue, half typed')
+    })
+    expectNoProblems(problems, [/status of 401 \(Unauthorized\)/])
+  }, 60_000)
+
   const desktopInstalled = Boolean(Bun.which('Xvfb') && Bun.which('x11vnc'))
   test.skipIf(!desktopInstalled)(
     'the desktop starts, noVNC draws it under the CSP, and stops',
