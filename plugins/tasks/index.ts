@@ -44,7 +44,7 @@ export const meta: PluginMeta = {
 
 interface TasksState {
   runner: JobRunner<TaskPayload, TaskCheckpoint>
-  execution: Execution
+  execution: Promise<Execution>
   unregister: (() => void)[]
 }
 
@@ -56,21 +56,31 @@ async function start(gantry: Gantry): Promise<void> {
   const workRoot = join(config.dataDir, 'sandbox')
   const swept = sweepWorkFolders(workRoot)
   if (swept.length) log.warn({ folders: swept }, 'removed sandbox work folders left by a server that died')
-  const execution = await createExecutor(config.codeExecution, {
+  // The sandbox's probe run takes a moment (more on a busy machine): the server is up meanwhile, and tasks
+  // wait for its verdict before they start.
+  const execution = createExecutor(config.codeExecution, {
     bwrap: config.sandboxBwrap,
     limits: { wallClockMs: config.sandboxTimeoutMs },
     workRoot,
   })
-  const { executor, problem } = execution
-  if (problem) log.warn({ codeExecution: config.codeExecution }, problem)
-  else if (config.codeExecution === 'unsandboxed')
-    log.warn('CODE_EXECUTION=unsandboxed: generated code runs with resource limits only, not in a sandbox')
-  else if (config.codeExecution === 'off') log.info('CODE_EXECUTION=off: generated tests will not be run')
+    .catch((err): Execution => ({ problem: `The code runner could not be set up: ${err}`, close() {} }))
+    .then((made) => {
+      if (made.problem) log.warn({ codeExecution: config.codeExecution }, made.problem)
+      else if (config.codeExecution === 'unsandboxed')
+        log.warn(
+          'CODE_EXECUTION=unsandboxed: generated code runs with resource limits only, not in a sandbox',
+        )
+      else if (config.codeExecution === 'off') log.info('CODE_EXECUTION=off: generated tests will not be run')
+      return made
+    })
   const runner = new JobRunner<TaskPayload, TaskCheckpoint>(gantry.store, log, {
     kind: TASK_JOB,
     concurrency: config.taskConcurrency,
     leaseMs: config.jobLeaseMs,
-    handler: (job, ctx) => runTask({ gantry, executor, executionProblem: problem }, job, ctx),
+    handler: async (job, ctx) => {
+      const { executor, problem } = await execution
+      return runTask({ gantry, executor, executionProblem: problem }, job, ctx)
+    },
   })
   await runner.start()
   gantry.state.set(STATE, {
@@ -86,7 +96,7 @@ async function stop(gantry: Gantry): Promise<void> {
   gantry.state.delete(STATE)
   for (const off of state.unregister) off()
   await state.runner.stop()
-  state.execution.close()
+  ;(await state.execution).close()
 }
 
 const links = (request: Request, gantry: Gantry, id: string) => {
