@@ -15,6 +15,19 @@ const LEVEL_NAMES: Record<number, string> = {
 }
 const MAX_LINES = 5000
 
+/** One log record as a line: time, level, message; a request as `GET /path → 200 (3 ms)`; other fields as JSON. */
+function logLine(record: Record<string, unknown>): string {
+  const { level, time, msg, pid: _pid, hostname: _host, lvl: _lvl, ...rest } = record
+  const when = new Date(Number(time)).toLocaleTimeString()
+  const name = LEVEL_NAMES[Number(level)] ?? String(level)
+  if (msg === 'request' && rest.method) {
+    const { method, path, url, status, ms, reqId, ...more } = rest
+    const extra = Object.keys(more).length ? ` ${JSON.stringify(more)}` : ''
+    return `${when} ${name} ${method} ${path ?? url} → ${status} (${ms} ms) ${reqId ?? ''}${extra}`
+  }
+  return `${when} ${name} ${msg ?? ''} ${Object.keys(rest).length ? JSON.stringify(rest) : ''}`
+}
+
 /** The server log, live over SSE (EventSource resumes by itself after a drop). */
 function ServerLog() {
   const level = useSignal<(typeof LEVELS)[number]>('info')
@@ -28,9 +41,7 @@ function ServerLog() {
     source.onmessage = (event) => {
       let line = event.data as string
       try {
-        const r = JSON.parse(event.data)
-        const { level: n, time: t, msg, pid: _p, hostname: _h, ...rest } = r
-        line = `${new Date(t).toLocaleTimeString()} ${LEVEL_NAMES[n] ?? n} ${msg ?? ''} ${Object.keys(rest).length ? JSON.stringify(rest) : ''}`
+        line = logLine(JSON.parse(event.data))
       } catch {}
       lines.current.push(line)
       if (lines.current.length > MAX_LINES) lines.current.splice(0, lines.current.length - MAX_LINES)

@@ -300,7 +300,7 @@ export function ChatPage({ id }: { id?: string }) {
   if (id === 'agents') return <AgentsPage />
   const open = sessions.value?.find((s) => s.session_id === id || s.name === id)
   return (
-    <div class="chat">
+    <div class={open ? 'chat has-open' : 'chat'}>
       <aside class="card sessions">
         <div class="row spread">
           <h2>Sessions</h2>
