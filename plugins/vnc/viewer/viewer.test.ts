@@ -1,5 +1,6 @@
 /** The standalone /vnc/ viewer in a real browser: signing in hides the form; Start and Stop follow the desktop. */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
+import AxeBuilder from '@axe-core/playwright'
 import type { Page } from 'playwright-core'
 import {
   describeBrowser,
@@ -63,6 +64,20 @@ describeBrowser('the /vnc/ viewer', () => {
     // The status probe before signing in is an expected 401.
     expectNoProblems(problems, [/401 \(Unauthorized\)/])
   })
+
+  test('no serious or critical accessibility violation, signed out or in', async () => {
+    const { page } = tab()
+    const serious = async () =>
+      (await new AxeBuilder({ page }).analyze()).violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id}: ${v.nodes[0]?.failureSummary ?? v.help}`)
+    await page.goto(`${server.url}/vnc/`)
+    await page.locator('form#login').waitFor()
+    expect(await serious()).toEqual([])
+    await signIn(page, server.url, ADMIN_KEY)
+    await page.getByText('stopped').waitFor()
+    expect(await serious()).toEqual([])
+  }, 30_000)
 
   test('a wrong key keeps the form and says why', async () => {
     const { page } = tab()
