@@ -29,7 +29,7 @@
  */
 import type { ServerWebSocket } from 'bun'
 import { authenticate } from '../../src/core/auth.ts'
-import type { Gantry } from '../../src/core/context.ts'
+import type { Closer, Gantry } from '../../src/core/context.ts'
 import { HttpError, Unauthorized } from '../../src/core/errors.ts'
 import { originAllowed } from '../../src/core/http.ts'
 import { findTextFault, parseJsonText } from '../../src/core/input.ts'
@@ -68,10 +68,15 @@ export const LIVE_SOCKET_DEFAULTS = {
 
 type RawSocket = ServerWebSocket<unknown>
 
-/** The sockets of one app and their heartbeat timer, kept in `gantry.state`. */
+/**
+ * The sockets of one app, their one heartbeat timer and their one shutdown closer, kept in `gantry.state`:
+ * a socket costs its LiveSocket and a map entry, not a timer or a closure of its own.
+ */
 interface SocketRegistry {
   sockets: Map<RawSocket, LiveSocket>
   heartbeat: ReturnType<typeof setInterval> | undefined
+  /** In `gantry.connections` while any socket is open: shutdown closes them all with its code. */
+  closer: Closer
 }
 
 const REGISTRY = 'websocket:sockets'
@@ -79,7 +84,14 @@ const REGISTRY = 'websocket:sockets'
 function registryOf(gantry: Gantry): SocketRegistry {
   let registry = gantry.state.get(REGISTRY) as SocketRegistry | undefined
   if (!registry) {
-    registry = { sockets: new Map(), heartbeat: undefined }
+    const sockets = new Map<RawSocket, LiveSocket>()
+    registry = {
+      sockets,
+      heartbeat: undefined,
+      closer: (code, reason) => {
+        for (const live of [...sockets.values()]) live.close(code, reason)
+      },
+    }
     gantry.state.set(REGISTRY, registry)
   }
   return registry
@@ -127,18 +139,36 @@ const HTTP_ONLY_KEYS = [
   'url',
   'route',
   'path',
+  'query',
+  'params',
 ]
 
 /**
- * Elysia keeps the whole HTTP context of the upgrade (the Request, parsed headers, cookies) on every socket,
- * in two places. Call this in `open`, after reading what the socket needs: an idle connection then costs a
- * few KB less, which is most of its memory at 10,000 connections.
+ * Set `ctx[UPGRADE_CONTEXT] = ctx` in the route's `beforeHandle` to let `releaseHttpContext` reach the HTTP
+ * context itself: Elysia keeps it alive in the closures it makes for each socket, beside the copy in `ws.data`,
+ * and with it the Request, its Headers and the cookie jar.
+ */
+export const UPGRADE_CONTEXT = Symbol('websocket:upgrade-context')
+
+/**
+ * Elysia keeps the whole HTTP context of the upgrade (the Request, parsed headers, cookies) on every socket, in
+ * two places. Call this in `open`, after reading what the socket needs: an idle connection then costs a few KB
+ * less, which is most of its memory at 10,000 connections. The fields are emptied rather than deleted: a deleted
+ * field turns the object into a dictionary, larger than the one it was.
  */
 export function releaseHttpContext(ws: { data: unknown; raw: unknown }): void {
-  const copies = [ws.data, (ws.raw as { data?: unknown }).data]
-  for (const copy of copies)
-    if (copy && typeof copy === 'object')
-      for (const key of HTTP_ONLY_KEYS) delete (copy as Record<string, unknown>)[key]
+  const data = ws.data as Record<string | symbol, unknown> | undefined
+  const copies = [data, (ws.raw as { data?: unknown }).data, data?.[UPGRADE_CONTEXT]]
+  for (const copy of copies) {
+    if (!copy || typeof copy !== 'object') continue
+    for (const key of HTTP_ONLY_KEYS) {
+      // Accessors (Elysia's `server` getter) hold nothing of their own; only values are let go.
+      const field = Object.getOwnPropertyDescriptor(copy, key)
+      if (field && 'value' in field && field.value !== undefined && field.writable)
+        (copy as Record<string, unknown>)[key] = undefined
+    }
+    ;(copy as Record<symbol, unknown>)[UPGRADE_CONTEXT] = undefined
+  }
 }
 
 /** The LiveSocket of a raw socket opened with `openLiveSocket`, if it is still open. */
@@ -149,15 +179,35 @@ export function liveSocketOf(gantry: Gantry, raw: RawSocket): LiveSocket | undef
 /** Wraps an upgraded socket: heartbeat, limits, backpressure and the shutdown closer (see the file header). */
 export function openLiveSocket(gantry: Gantry, raw: RawSocket, options: LiveSocketOptions = {}): LiveSocket {
   const registry = registryOf(gantry)
-  const live = new LiveSocket(gantry, raw, { ...LIVE_SOCKET_DEFAULTS, ...options }, registry)
+  const live = new LiveSocket(gantry, raw, limitsOf(options), registry, options.onClose, options.logContext)
   registry.sockets.set(raw, live)
-  gantry.connections.add(live.closer)
+  gantry.connections.add(registry.closer)
   if (!registry.heartbeat) {
     const interval = gantry.config.heartbeatIntervalMs
     registry.heartbeat = setInterval(() => beat(registry, interval), interval)
     registry.heartbeat.unref?.()
   }
   return live
+}
+
+type Limits = Required<Omit<LiveSocketOptions, 'onClose' | 'logContext'>>
+
+/** The defaults, shared by every socket that keeps them (most do): no limits object per connection. */
+function limitsOf(options: LiveSocketOptions): Limits {
+  const { maxFrameBytes, maxBufferedBytes, floodPerSecond, floodBurst } = options
+  if (
+    maxFrameBytes === undefined &&
+    maxBufferedBytes === undefined &&
+    floodPerSecond === undefined &&
+    floodBurst === undefined
+  )
+    return LIVE_SOCKET_DEFAULTS
+  return {
+    maxFrameBytes: maxFrameBytes ?? LIVE_SOCKET_DEFAULTS.maxFrameBytes,
+    maxBufferedBytes: maxBufferedBytes ?? LIVE_SOCKET_DEFAULTS.maxBufferedBytes,
+    floodPerSecond: floodPerSecond ?? LIVE_SOCKET_DEFAULTS.floodPerSecond,
+    floodBurst: floodBurst ?? LIVE_SOCKET_DEFAULTS.floodBurst,
+  }
 }
 
 function beat(registry: SocketRegistry, interval: number): void {
@@ -179,23 +229,22 @@ export function closeAllLiveSockets(gantry: Gantry, code: number, reason: string
 export class LiveSocket {
   lastSeen = Date.now()
   private tokens: number
-  private refilledAt = Date.now()
+  private refilledAt = this.lastSeen
   private isClosed = false
-  /** For `gantry.connections`: shutdown closes with 1001. */
-  readonly closer = (code: number, reason: string) => this.close(code, reason)
 
   constructor(
     readonly gantry: Gantry,
     readonly raw: RawSocket,
-    readonly options: Required<Omit<LiveSocketOptions, 'onClose' | 'logContext'>> &
-      Pick<LiveSocketOptions, 'onClose' | 'logContext'>,
+    readonly options: Limits,
     private readonly registry: SocketRegistry,
+    private readonly onClose?: () => void,
+    private readonly context?: Record<string, unknown>,
   ) {
     this.tokens = options.floodBurst
   }
 
   private get logContext(): Record<string, unknown> {
-    return this.options.logContext ?? {}
+    return this.context ?? {}
   }
 
   get isOpen(): boolean {
@@ -325,13 +374,13 @@ export class LiveSocket {
     if (this.isClosed) return
     this.isClosed = true
     this.registry.sockets.delete(this.raw)
-    this.gantry.connections.delete(this.closer)
-    if (!this.registry.sockets.size && this.registry.heartbeat) {
+    if (!this.registry.sockets.size) {
+      this.gantry.connections.delete(this.registry.closer)
       clearInterval(this.registry.heartbeat)
       this.registry.heartbeat = undefined
     }
     try {
-      this.options.onClose?.()
+      this.onClose?.()
     } catch (err) {
       this.gantry.log.error({ err }, 'a socket onClose handler threw')
     }

@@ -20,6 +20,7 @@ import {
   liveSocketOf,
   openLiveSocket,
   releaseHttpContext,
+  UPGRADE_CONTEXT,
 } from './connection.ts'
 import { MAX_GUIDANCE_CHARS, WsTicket } from './model.ts'
 import { issueTicket, TICKET_TTL_SECONDS } from './tickets.ts'
@@ -121,7 +122,11 @@ export default new Elysia({ name: 'websocket', tags: ['Live'] })
       // or the second run would find the single-use ticket already spent.
       if ((ctx as { upgrade?: UpgradeData }).upgrade) return
       const checked = await checkStreamRequest(ctx.gantry, ctx.request, ctx.params.id)
-      Object.assign(ctx, { upgrade: { ...checked, stream: ctx.params.id } satisfies UpgradeData })
+      Object.assign(ctx, {
+        upgrade: { ...checked, stream: ctx.params.id } satisfies UpgradeData,
+        // For releaseHttpContext in `open`: the HTTP context itself, which Elysia's socket closures keep.
+        [UPGRADE_CONTEXT]: ctx,
+      })
     },
     open(ws) {
       const { gantry, upgrade: data } = ws.data as unknown as { gantry: Gantry; upgrade: UpgradeData }

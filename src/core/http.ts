@@ -150,7 +150,8 @@ class RequestState {
  * same at the price of a hash insert per request and weak-key work in every garbage collection.
  */
 const STATE = Symbol('gantry:request')
-const stateOf = (request: Request) => (request as unknown as { [STATE]?: RequestState })[STATE]
+const stateOf = (request: Request | undefined) =>
+  (request as unknown as { [STATE]?: RequestState } | undefined)?.[STATE]
 
 /** The id of a request, as returned in x-request-id (for handlers that report errors themselves). */
 export const requestIdOf = (request: Request): string | undefined => stateOf(request)?.requestId
@@ -175,6 +176,8 @@ function logOnce(
   route: string | undefined,
   status: number,
 ): void {
+  // A WebSocket handler's error reaches onError after its socket let the HTTP request go: no line to write.
+  if (request === undefined) return
   const state = stateOf(request)
   if (state === undefined) {
     gantry.logRequest({ reqId: 'unknown', method: request.method, path, status, ms: undefined })
