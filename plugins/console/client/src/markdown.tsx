@@ -2,6 +2,7 @@ import { effect, type Signal } from '@preact/signals'
 import DOMPurify from 'dompurify'
 import { Marked } from 'marked'
 import { useEffect, useRef } from 'preact/hooks'
+import { stableEnd } from './blocks.ts'
 
 const escapeHtml = (s: string) =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
@@ -38,15 +39,38 @@ export function renderMarkdown(text: string): string {
 
 /**
  * Markdown that follows a growing text: the text signal changes per token, the DOM at most once per animation
- * frame, and only this message is re-rendered.
+ * frame. Finished blocks are rendered once and kept; each frame re-renders only the block still being written,
+ * so painting a token costs the same at the end of a long answer as at its start.
  */
 export function Markdown({ text }: { text: Signal<string> }) {
   const el = useRef<HTMLDivElement>(null)
   useEffect(() => {
     let frame = 0
+    let done = ''
+    let stable: HTMLDivElement | undefined
+    let tail: HTMLDivElement | undefined
     const paint = () => {
       frame = 0
-      if (el.current) el.current.innerHTML = renderMarkdown(text.peek())
+      const root = el.current
+      if (!root) return
+      const now = text.peek()
+      // Anything but an extension of what is shown (a replay from the start, a corrected final text): start over.
+      if (!stable || !tail || !now.startsWith(done) || now.length > 200_000) {
+        root.replaceChildren()
+        stable = root.appendChild(document.createElement('div'))
+        tail = root.appendChild(document.createElement('div'))
+        done = ''
+        if (now.length > 200_000) {
+          tail.innerHTML = renderMarkdown(now)
+          return
+        }
+      }
+      const end = stableEnd(now, done.length)
+      if (end > done.length) {
+        stable.insertAdjacentHTML('beforeend', renderMarkdown(now.slice(done.length, end)))
+        done = now.slice(0, end)
+      }
+      tail.innerHTML = renderMarkdown(now.slice(done.length))
     }
     const dispose = effect(() => {
       void text.value

@@ -1,4 +1,4 @@
-import { useSignal } from '@preact/signals'
+import { useComputed, useSignal } from '@preact/signals'
 import { useEffect, useMemo, useRef } from 'preact/hooks'
 import { api, call, messageOf } from '../api.ts'
 import { type ChatMessage, Conversation, type StoredMessage } from '../chatstate.ts'
@@ -84,6 +84,8 @@ function NewSession({ onCreated }: { onCreated: (s: Session) => void }) {
 }
 
 function Message({ m }: { m: ChatMessage }) {
+  // Not m.content.value: that would re-render the whole message per token; the Markdown paints the text itself.
+  const hasText = useComputed(() => m.content.value !== '')
   return (
     <article
       class={`msg ${m.role}`}
@@ -92,7 +94,7 @@ function Message({ m }: { m: ChatMessage }) {
       aria-label={m.role === 'user' ? 'You' : 'Answer'}
     >
       {m.thinking.value && (
-        <details class="reasoning" open={m.status.value === 'streaming' && !m.content.value}>
+        <details class="reasoning" open={m.status.value === 'streaming' && !hasText.value}>
           <summary>Reasoning</summary>
           <div class="plain">{m.thinking.value}</div>
         </details>
@@ -105,8 +107,8 @@ function Message({ m }: { m: ChatMessage }) {
           <pre class="plain">{t.text}</pre>
         </details>
       ))}
-      {m.role === 'user' ? <div class="plain">{m.content.value}</div> : <Markdown text={m.content} />}
-      {m.status.value === 'streaming' && !m.content.value && !m.error.value && <p class="hint">Thinking…</p>}
+      {m.role === 'user' ? <div class="plain">{m.content}</div> : <Markdown text={m.content} />}
+      {m.status.value === 'streaming' && !hasText.value && !m.error.value && <p class="hint">Thinking…</p>}
       {m.notices.value.map((n) => (
         <p key={n} class="hint">
           {n}
