@@ -8,6 +8,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
+# The web console, built into the image so a read-only /app never needs to build it on start.
+RUN npm run build:console
 ENV HOST=0.0.0.0 PORT=9876 DATA_DIR=/data
 VOLUME /data
 EXPOSE 9876
