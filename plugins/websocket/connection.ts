@@ -29,7 +29,7 @@
  */
 import type { ServerWebSocket } from 'bun'
 import { authenticate } from '../../src/core/auth.ts'
-import type { Closer, Gantry } from '../../src/core/context.ts'
+import type { Gantry } from '../../src/core/context.ts'
 import { HttpError, Unauthorized } from '../../src/core/errors.ts'
 import { originAllowed } from '../../src/core/http.ts'
 import { findTextFault, parseJsonText } from '../../src/core/input.ts'
@@ -68,15 +68,10 @@ export const LIVE_SOCKET_DEFAULTS = {
 
 type RawSocket = ServerWebSocket<unknown>
 
-/**
- * The sockets of one app, their one heartbeat timer and their one shutdown closer, kept in `gantry.state`:
- * a socket costs its LiveSocket and a map entry, not a timer or a closure of its own.
- */
+/** The sockets of one app and their one heartbeat timer (not one per socket), kept in `gantry.state`. */
 interface SocketRegistry {
   sockets: Map<RawSocket, LiveSocket>
   heartbeat: ReturnType<typeof setInterval> | undefined
-  /** In `gantry.connections` while any socket is open: shutdown closes them all with its code. */
-  closer: Closer
 }
 
 const REGISTRY = 'websocket:sockets'
@@ -84,14 +79,7 @@ const REGISTRY = 'websocket:sockets'
 function registryOf(gantry: Gantry): SocketRegistry {
   let registry = gantry.state.get(REGISTRY) as SocketRegistry | undefined
   if (!registry) {
-    const sockets = new Map<RawSocket, LiveSocket>()
-    registry = {
-      sockets,
-      heartbeat: undefined,
-      closer: (code, reason) => {
-        for (const live of [...sockets.values()]) live.close(code, reason)
-      },
-    }
+    registry = { sockets: new Map(), heartbeat: undefined }
     gantry.state.set(REGISTRY, registry)
   }
   return registry
@@ -181,7 +169,8 @@ export function openLiveSocket(gantry: Gantry, raw: RawSocket, options: LiveSock
   const registry = registryOf(gantry)
   const live = new LiveSocket(gantry, raw, limitsOf(options), registry, options.onClose, options.logContext)
   registry.sockets.set(raw, live)
-  gantry.connections.add(registry.closer)
+  // One closer per socket: GET /metrics counts SSE streams as gantry.connections less the sockets here.
+  gantry.connections.add(live.closer)
   if (!registry.heartbeat) {
     const interval = gantry.config.heartbeatIntervalMs
     registry.heartbeat = setInterval(() => beat(registry, interval), interval)
@@ -231,6 +220,8 @@ export class LiveSocket {
   private tokens: number
   private refilledAt = this.lastSeen
   private isClosed = false
+  /** For `gantry.connections`: shutdown closes with 1001. */
+  readonly closer = (code: number, reason: string) => this.close(code, reason)
 
   constructor(
     readonly gantry: Gantry,
@@ -374,8 +365,8 @@ export class LiveSocket {
     if (this.isClosed) return
     this.isClosed = true
     this.registry.sockets.delete(this.raw)
+    this.gantry.connections.delete(this.closer)
     if (!this.registry.sockets.size) {
-      this.gantry.connections.delete(this.registry.closer)
       clearInterval(this.registry.heartbeat)
       this.registry.heartbeat = undefined
     }
