@@ -1,8 +1,7 @@
 import { and, isNull, lt } from 'drizzle-orm'
 import type { Gantry } from '../../src/core/context.ts'
+import { startHourlySweep } from '../../src/core/sweep.ts'
 import { chatSessions } from './schema.ts'
-
-const RETENTION_EVERY_MS = 60 * 60_000
 
 /**
  * Deletes idle sessions (SESSION_TTL_DAYS) shortly after start and then hourly. Every instance may run it:
@@ -10,18 +9,7 @@ const RETENTION_EVERY_MS = 60 * 60_000
  */
 export function startRetention(gantry: Gantry): () => void {
   if (gantry.config.sessionTtlDays <= 0) return () => {}
-  const run = () =>
-    void purgeIdleSessions(gantry).catch((err) =>
-      gantry.log.warn({ err: (err as Error).message }, 'session retention failed; retrying next hour'),
-    )
-  const first = setTimeout(run, 10_000)
-  const every = setInterval(run, RETENTION_EVERY_MS)
-  first.unref?.()
-  every.unref?.()
-  return () => {
-    clearTimeout(first)
-    clearInterval(every)
-  }
+  return startHourlySweep(gantry, 'session', () => purgeIdleSessions(gantry))
 }
 
 /**

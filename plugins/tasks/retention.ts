@@ -1,9 +1,9 @@
 import { and, inArray, sql } from 'drizzle-orm'
 import type { Gantry } from '../../src/core/context.ts'
 import { jobs } from '../../src/core/schema.ts'
+import { startHourlySweep } from '../../src/core/sweep.ts'
 import { FINISHED, tasks } from './schema.ts'
 
-const RETENTION_EVERY_MS = 60 * 60_000
 /** Tasks deleted per transaction: a first sweep over years of history must not hold one huge transaction. */
 const BATCH = 200
 
@@ -14,18 +14,7 @@ const BATCH = 200
  */
 export function startTaskRetention(gantry: Gantry): () => void {
   if (gantry.config.taskTtlDays <= 0) return () => {}
-  const run = () =>
-    void purgeOldTasks(gantry).catch((err) =>
-      gantry.log.warn({ err: (err as Error).message }, 'task retention failed; retrying next hour'),
-    )
-  const first = setTimeout(run, 10_000)
-  const every = setInterval(run, RETENTION_EVERY_MS)
-  first.unref?.()
-  every.unref?.()
-  return () => {
-    clearTimeout(first)
-    clearInterval(every)
-  }
+  return startHourlySweep(gantry, 'task', () => purgeOldTasks(gantry))
 }
 
 /**
