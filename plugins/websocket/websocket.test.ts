@@ -71,6 +71,20 @@ describe('refused before the upgrade, as JSON HTTP answers', () => {
     asAdmin.socket.destroy()
   })
 
+  test('an upgrade request Bun cannot complete (no Sec-WebSocket-Key) → 400 in JSON, after the checks', async () => {
+    const stream = await newStream()
+    const res = await fetch(`${server.url}/ws/${stream}`, {
+      headers: { ...auth(), upgrade: 'websocket', connection: 'upgrade' },
+    })
+    expect(res.status).toBe(400)
+    expect((await res.json()).error).toBe('not_a_websocket')
+    const anonymous = await fetch(`${server.url}/ws/${stream}`, {
+      headers: { upgrade: 'websocket', connection: 'upgrade' },
+    })
+    expect(anonymous.status).toBe(401)
+    await anonymous.body?.cancel()
+  })
+
   test('since negative or non-numeric → 422', async () => {
     const stream = await newStream()
     for (const since of ['-1', 'abc', '1.5', '']) {
