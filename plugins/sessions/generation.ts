@@ -1,6 +1,7 @@
 import type { ChatResponse, Message, Tool as OllamaTool } from 'ollama'
 import type { Gantry } from '../../src/core/context.ts'
 import type { Principal } from '../../src/core/keys.ts'
+import { observeChatAnswer } from '../../src/core/metrics.ts'
 import { promptBudget, trimHistory } from './history.ts'
 import { asGenerationError, GenerationError, modelInfo, ollamaClient } from './ollama.ts'
 
@@ -201,6 +202,7 @@ export async function* converse(gantry: Gantry, input: ConverseInput): AsyncGene
   metrics.total_ms = Math.round(performance.now() - started)
   metrics.tokens_per_second =
     evalNs > 0 ? Math.round((metrics.completion_tokens / (evalNs / 1e9)) * 10) / 10 : null
+  observeChatAnswer(metrics)
   yield { type: 'done', metrics, done_reason: doneReason }
 }
 
@@ -233,7 +235,7 @@ async function runTool(
       ...(result.images?.length ? { images: result.images } : {}),
     }
   } catch (err) {
-    gantry.log.warn({ tool: name, err: (err as Error).message }, 'tool failed')
+    gantry.log.warn({ tool: name, err: (err as Error).message, stream: input.sessionId }, 'tool failed')
     return { content: `Error: the tool "${name}" failed: ${(err as Error).message}`, is_error: true }
   }
 }

@@ -1,5 +1,6 @@
 import { Ollama } from 'ollama'
 import type { Gantry } from '../../src/core/context.ts'
+import { ollamaFetch } from '../../src/core/metrics.ts'
 
 /** What a generation needs to know about a model before calling it. */
 export interface ModelInfo {
@@ -31,7 +32,7 @@ interface OllamaState {
 function ollamaState(gantry: Gantry): OllamaState {
   let state = gantry.state.get('sessions:ollama') as OllamaState | undefined
   if (!state) {
-    state = { client: new Ollama({ host: gantry.config.ollamaHost }), models: new Map() }
+    state = { client: new Ollama({ host: gantry.config.ollamaHost, fetch: ollamaFetch }), models: new Map() }
     gantry.state.set('sessions:ollama', state)
   }
   return state

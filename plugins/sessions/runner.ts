@@ -210,7 +210,7 @@ export async function runGeneration(
     failure =
       err instanceof GenerationError ? err : new GenerationError('internal_error', (err as Error).message)
     if (!(err instanceof GenerationError) && !(err instanceof LeaseLostError))
-      gantry.log.error({ err, messageId }, 'chat generation failed')
+      gantry.log.error({ err, messageId, stream }, 'chat generation failed')
   }
 
   const reason = abortReasonOf(ctx.signal)

@@ -166,7 +166,7 @@ export class ChatSocket {
       })
     } catch (err) {
       if (err instanceof HttpError) return this.error(err.code, err.message, err.details)
-      this.gantry.log.error({ err }, 'chat over websocket failed')
+      this.gantry.log.error({ err, stream: this.session?.id }, 'chat over websocket failed')
       this.error('internal_error', 'Could not start the answer; try again.')
     }
   }

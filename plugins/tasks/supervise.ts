@@ -1,4 +1,5 @@
 /** Watching one sandboxed (or limits-only) run: its output, truncated; its wall clock; its cancellation. */
+import { recordSandboxRun } from '../../src/core/metrics.ts'
 import type { ChildProcess } from './runtime.ts'
 import type { ExecResult, SandboxLimits } from './sandbox.ts'
 
@@ -52,6 +53,7 @@ export async function supervise(
   signal?.removeEventListener('abort', onAbort)
   let output = Buffer.concat(chunks).toString('utf8')
   if (dropped > 0) output += `\n… [output truncated: ${dropped} more bytes]`
+  recordSandboxRun({ exitCode, timedOut, cancelled, truncated: dropped > 0 }, started)
   return {
     exitCode,
     timedOut,

@@ -23,6 +23,7 @@ import { type Database, isDatabaseUnavailable, type Store } from './db.ts'
 import { NotFound } from './errors.ts'
 import { type Fence, LeaseLostError } from './jobs.ts'
 import type { Logger } from './logger.ts'
+import { recordEventFanOut, recordEventsAppended } from './metrics.ts'
 
 export const EVENTS_CHANNEL = 'gantry_events'
 /** Postgres refuses NOTIFY payloads of 8000 bytes or more; past this a doorbell says "check everything". */
@@ -308,6 +309,7 @@ class Channel {
     this.delivered = e.seq
     this.recent.push(e)
     if (this.recent.length > RECENT_EVENTS * 2) this.recent = this.recent.slice(-RECENT_EVENTS)
+    recordEventFanOut(e.timestamp, this.subscribers.size)
     for (const sub of this.subscribers) sub.offer(e)
   }
 
@@ -640,6 +642,7 @@ export class PgEventLog implements EventLogService {
     const byStream = new Map<string, StoredEvent[]>()
     for (const [pending, events] of committed) {
       pending.resolve(events)
+      recordEventsAppended(events.length)
       const list = byStream.get(pending.stream)
       if (list) list.push(...events)
       else byStream.set(pending.stream, events.slice())

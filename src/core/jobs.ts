@@ -36,6 +36,7 @@ import { hostname } from 'node:os'
 import { sql } from 'drizzle-orm'
 import type { Executor, Store } from './db.ts'
 import type { Logger } from './logger.ts'
+import { recordJobClaimed, recordJobOutcome } from './metrics.ts'
 import { jobs } from './schema.ts'
 
 export const JOBS_CHANNEL = 'gantry_jobs'
@@ -472,6 +473,7 @@ export class JobRunner<P = any, C = any> {
     if (job.cancelRequested) controller.abort(new JobAbort('cancelled'))
     const { cancelRequested: _, ...claimed } = job
     const active = { job: claimed, controller, finishing: false } as ActiveJob
+    recordJobClaimed(job.kind, job.attempts)
     this.active.set(job.id, active)
     active.done = this.execute(active).finally(() => {
       // This instance may have claimed the job again meanwhile (its own lease ran out): that attempt stays.
@@ -527,6 +529,7 @@ export class JobRunner<P = any, C = any> {
         outcome = { status: 'failed', error: (err as Error)?.message ?? String(err) }
       }
     }
+    recordJobOutcome(job.kind, outcome.status, job.createdAt)
     active.finishing = true
     try {
       if (abortReasonOf(controller.signal) === 'lease_lost') return // someone else's now

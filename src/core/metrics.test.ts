@@ -118,6 +118,6 @@ describe('recorders', () => {
     expect(sandboxStop({ ...run, exitCode: 152 })).toBe('signal')
     expect(sandboxStop({ ...run, exitCode: 1 })).toBe('none')
     expect(sandboxStop({ ...run, cancelled: true })).toBe('cancelled')
-    recordSandboxRun({ ...run, timedOut: true, durationMs: 30_000 })
+    recordSandboxRun({ ...run, timedOut: true }, performance.now() - 30_000)
   })
 })

@@ -167,10 +167,10 @@ export function sandboxStop(r: {
   return 'none'
 }
 
-/** One run of generated code in the sandbox. */
-export function recordSandboxRun(r: Parameters<typeof sandboxStop>[0] & { durationMs: number }): void {
+/** One run of generated code in the sandbox, begun at `startedAt` (performance.now()). */
+export function recordSandboxRun(r: Parameters<typeof sandboxStop>[0], startedAt: number): void {
   sandboxRuns.add(sandboxStop(r))
-  sandboxDurations.observe(r.durationMs / 1000)
+  sandboxDurations.observe((performance.now() - startedAt) / 1000)
 }
 
 /** Everything recorded so far, for the exposition (metrics-exposition.ts). */

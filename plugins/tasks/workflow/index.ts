@@ -361,7 +361,8 @@ export async function runTask(
     }
     const failure =
       err instanceof TaskFailure ? err.reason : `Internal error: ${(err as Error)?.message ?? err}`
-    if (!(err instanceof TaskFailure)) gantry.log.error({ err, task: taskId }, 'task failed unexpectedly')
+    if (!(err instanceof TaskFailure))
+      gantry.log.error({ err, task: taskId, stream: taskId }, 'task failed unexpectedly')
     await log('ERROR', `Task failed: ${failure}`)
     await end(
       'The task failed before another model call could use it.',

@@ -4,6 +4,7 @@
  * (unknown model, Ollama unreachable for good) turned into a TaskFailure that says what to do.
  */
 import { type Message, Ollama } from 'ollama'
+import { ollamaFetch } from '../../../src/core/metrics.ts'
 
 /** Ends the task with `reason` as TASK_FAILED. */
 export class TaskFailure extends Error {
@@ -70,7 +71,7 @@ export class TaskModel {
     this.client = new Ollama({
       host,
       fetch: ((input: RequestInfo | URL, init?: RequestInit) =>
-        fetch(input, {
+        ollamaFetch(input, {
           ...init,
           signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal,
         })) as typeof fetch,
