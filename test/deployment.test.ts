@@ -81,6 +81,13 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)('two instances behind nginx (needs 
     expect(job).toMatchObject({ status: 'succeeded', attempts: 2 })
     const status = await world.api(`/tasks/${id}`)
     expect(status.body.status).toBe('completed')
+    // The survivor's own metrics say what happened: one task taken over, and finished there.
+    const metrics = await fetch(`${survivor.url}/metrics`, {
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    })
+    const text = await metrics.text()
+    expect(text).toContain('gantry_job_takeovers_total{kind="task"} 1')
+    expect(text).toContain('gantry_job_outcomes_total{kind="task",outcome="succeeded"} 1')
 
     await world.restart(holder)
   }, 120_000)
