@@ -114,7 +114,7 @@ rows.push([
   await time(() => observeHttpRequest('GET', '/health', 200, 0.07)),
 ])
 rows.push([
-  'auth resolve, cached key (GET /api/me)',
+  'auth macro resolve, cached key (GET /api/me)',
   await time((i) => authResolve({ gantry, request: authed[i & 1023]! })),
 ])
 rows.push(['response validation (PrincipalBody Check)', await time(() => principalCheck.Check(principal))])
