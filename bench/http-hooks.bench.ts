@@ -4,7 +4,7 @@
  * request lines written to a sink) is called directly on a real Request, many times; then whole requests go
  * through `app.handle` beside a bare Elysia app answering the same routes. CPU nanoseconds per call, medians of
  * a few rounds. The network side (Bun's parser, the socket, the log line's write) is bench/http.bench.ts's.
- *   bun bench/http-hooks.bench.ts [calls per round, default 200000]
+ *   bun bench/http-hooks.bench.ts [calls per round, default 50000]
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,7 +16,7 @@ import { PrincipalBody } from '../src/core/auth.ts'
 import { observeHttpRequest } from '../src/core/metrics.ts'
 import { startGantry } from '../src/server.ts'
 
-const N = Number(process.argv[2] ?? 200_000)
+const N = Number(process.argv[2] ?? 50_000)
 const KEY = 'gk_0badc0de_bench-key-not-a-secret'
 const dataDir = mkdtempSync(join(tmpdir(), 'gantry-hooks-'))
 const config = loadConfig({
