@@ -138,7 +138,7 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)('two instances behind nginx (needs 
     }
   })
 
-  test('SSE: the shipped read timeout outlasts the keep-alive interval, and keep-alives flow through nginx', async () => {
+  test('SSE: a quiet stream stays open through nginx past its default 60 s read timeout, kept alive and live', async () => {
     const conf = await Bun.file(`${ROOT}/nginx.conf`).text()
     const { KEEP_ALIVE_MS } = await import('../plugins/logs-stream/sse.ts')
     const session = await world.api('/api/sessions', { method: 'POST', json: { name: 'quiet' } })
@@ -158,8 +158,23 @@ describe.skipIf(!PG_BASE_URL || !HAVE_NGINX)('two instances behind nginx (needs 
     )
     expect(stream.status).toBe(200)
     await waitFor(() => stream.comments.includes('keep-alive'), KEEP_ALIVE_MS + 5000, 'a keep-alive')
+    // And it really stays open past nginx's default 60 s read timeout: still open at 65 s, and live — an event
+    // appended then still reaches this very stream.
+    const outcome = await Promise.race([
+      stream.done.then(() => 'closed'),
+      Bun.sleep(65_000).then(() => 'open'),
+    ])
+    expect(outcome).toBe('open')
+    expect(stream.comments.filter((c) => c === 'keep-alive').length).toBeGreaterThanOrEqual(4)
+    const chat = await world.api(`/api/sessions/${id}/chat`, {
+      method: 'POST',
+      json: { message: 'still there?' },
+    })
+    expect(chat.status).toBeLessThan(300)
+    const seen = await stream.next((m) => m.data.includes('still there?'), 10_000)
+    expect(seen.data).toContain('still there?')
     stream.close()
-  }, 40_000)
+  }, 120_000)
 
   test('security headers on a 200 and on a 404', async () => {
     for (const [path, status] of [
