@@ -133,6 +133,12 @@ describeBrowser('the console, end to end', () => {
       )
       // Guidance the task never used is said to have come too late.
       await page.getByRole('note').filter({ hasText: 'too late' }).first().waitFor()
+      // The note says why, from the INTERVENTION_NOT_APPLIED event's reason, next to the guidance itself.
+      await page
+        .getByRole('note')
+        .filter({ hasText: 'Accept trailing commas' })
+        .filter({ hasText: 'The task was cancelled before another model call could use it.' })
+        .waitFor({ timeout: 5_000 })
       await page.getByRole('button', { name: 'Delete task' }).click()
       await page.getByRole('button', { name: 'Confirm delete' }).click()
       await page.getByRole('button', { name: 'Start task', exact: true }).waitFor()

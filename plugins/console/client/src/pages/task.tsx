@@ -49,9 +49,10 @@ function lateGuidance(events: TaskEvent[], finished: boolean): string[] {
     ) {
       const seq = Number(e.data.received_seq ?? e.data.seq)
       if (received.has(seq)) applied.add(seq)
-      notes.push(
-        `Guidance came too late to be applied: ${String(e.data.guidance ?? e.data.reason ?? summary(e))}`,
-      )
+      // Both what was said and why it was not used: the reason tells "cancelled" from "finished".
+      const said = e.data.guidance === undefined ? '' : `“${String(e.data.guidance)}”`
+      const why = e.data.reason === undefined ? '' : String(e.data.reason)
+      notes.push(`Guidance came too late to be applied: ${[said, why].filter(Boolean).join('. ') || summary(e)}`)
     }
   }
   if (finished)
