@@ -52,7 +52,9 @@ function lateGuidance(events: TaskEvent[], finished: boolean): string[] {
       // Both what was said and why it was not used: the reason tells "cancelled" from "finished".
       const said = e.data.guidance === undefined ? '' : `“${String(e.data.guidance)}”`
       const why = e.data.reason === undefined ? '' : String(e.data.reason)
-      notes.push(`Guidance came too late to be applied: ${[said, why].filter(Boolean).join('. ') || summary(e)}`)
+      notes.push(
+        `Guidance came too late to be applied: ${[said, why].filter(Boolean).join('. ') || summary(e)}`,
+      )
     }
   }
   if (finished)
