@@ -22,19 +22,23 @@ const NAV = [
 function Header() {
   const here = route.value[0]
   const links = [...NAV, ...(me.value?.role === 'admin' ? ([['admin', 'Admin']] as const) : [])]
+  // Signed out (or the session ended), the pages behind the links are out of reach: offer only the sign-in.
+  const signedIn = me.value !== null && !needsSignIn.value
   return (
     <header class="top">
       <a class="brand" href={href('tasks')}>
         <img src="/favicon.svg" alt="" width="24" height="24" /> Gantry
       </a>
-      <nav id="main-nav" aria-label="Main">
-        {links.map(([path, name]) => (
-          <a key={path} href={href(path)} aria-current={here === path ? 'page' : undefined}>
-            {name}
-          </a>
-        ))}
-      </nav>
-      {me.value && (
+      {signedIn && (
+        <nav id="main-nav" aria-label="Main">
+          {links.map(([path, name]) => (
+            <a key={path} href={href(path)} aria-current={here === path ? 'page' : undefined}>
+              {name}
+            </a>
+          ))}
+        </nav>
+      )}
+      {signedIn && me.value && (
         <div class="who">
           <span role="status">
             Signed in as {me.value.user} ({me.value.role})
