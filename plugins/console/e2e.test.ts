@@ -17,6 +17,7 @@ import {
 import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
 import { startTcpProxy } from '../../test/tcp-proxy.ts'
+import { chatMessages } from '../sessions/schema.ts'
 import { good, type MODULES, planReply } from '../tasks/testing.ts'
 import { ensureBuilt } from './build.ts'
 
@@ -186,16 +187,84 @@ describeBrowser('the console, end to end', () => {
     expectNoProblems(problems)
   }, 90_000)
 
+  test('a long conversation opens at its end and pages back to its first message', async () => {
+    const { page, problems } = tab()
+    await shootOnFailure(page, 'e2e-chat-earlier', async () => {
+      const created = await server.api('/api/sessions', { method: 'POST', json: { title: 'A long talk' } })
+      const sessionId = created.body.session_id as string
+      // 450 stored messages: three pages of 200 from the newest (250–449, 50–249, 0–49).
+      const TOTAL = 450
+      await server.running.gantry.db.insert(chatMessages).values(
+        Array.from({ length: TOTAL }, (_, i) => ({
+          id: `long-${i}`,
+          sessionId,
+          role: i % 2 ? ('assistant' as const) : ('user' as const),
+          content: `Line ${i} of the long talk`,
+        })),
+      )
+      const newest = await server.api(`/api/sessions/${sessionId}/messages?order=desc&limit=2`)
+      expect(newest.body.messages.map((m: { message_id: string }) => m.message_id)).toEqual([
+        'long-449',
+        'long-448',
+      ])
+      const sideways = await server.api(`/api/sessions/${sessionId}/messages?order=sideways`)
+      expect([sideways.status, sideways.body.error]).toEqual([422, 'validation_failed'])
+      const shown = page.locator('[data-message-id^="long-"]')
+      const ids = () => shown.evaluateAll((all) => all.map((e) => e.getAttribute('data-message-id')))
+      const earlier = page.getByRole('button', { name: 'Load earlier messages', exact: true })
+      await signIn(page, server.url, ADMIN_KEY)
+      await page.goto(`${server.url}/#/chat/${sessionId}`)
+      await page.locator('[data-message-id="long-449"]').waitFor()
+      expect(await shown.count()).toBe(200)
+      expect((await ids())[0]).toBe('long-250')
+      // At the top of what is shown, the next page goes above without moving the reader's place.
+      const conversation = page.getByRole('region', { name: 'Conversation' })
+      await conversation.evaluate((e) => (e.scrollTop = 0))
+      await screenshot(page, 'chat-load-earlier')
+      const topOf = (id: string) =>
+        page.locator(`[data-message-id="${id}"]`).evaluate((e) => e.getBoundingClientRect().top)
+      const before = await topOf('long-250')
+      await earlier.click()
+      await page.locator('[data-message-id="long-50"]').waitFor()
+      await waitFor(
+        async () => Math.abs((await topOf('long-250')) - before) < 2,
+        5_000,
+        'the message read before to stay in its place',
+      )
+      await screenshot(page, 'chat-earlier')
+      await earlier.click()
+      await page.locator('[data-message-id="long-0"]').waitFor()
+      expect(await earlier.count()).toBe(0)
+      const all = await ids()
+      expect(all).toEqual(Array.from({ length: TOTAL }, (_, i) => `long-${i}`))
+    })
+    expectNoProblems(problems)
+  }, 60_000)
+
   test('a session that ends brings back the sign-in form, and the page keeps what was typed', async () => {
     const { page, problems, context } = tab()
     await shootOnFailure(page, 'e2e-expired', async () => {
+      // Signed out, nothing but the sign-in form: no navigation to pages it cannot open, no sign-out.
+      const signedInControls = async () =>
+        (await page.getByRole('navigation', { name: 'Main' }).count()) +
+        (await page.getByRole('link', { name: 'Tasks', exact: true }).count()) +
+        (await page.getByRole('button', { name: 'Sign out' }).count()) +
+        (await page.getByText('Signed in as').count())
+      await page.goto(`${server.url}/`)
+      await page.getByLabel('API key', { exact: true }).waitFor()
+      expect(await signedInControls()).toBe(0)
       await signIn(page, server.url, ADMIN_KEY)
+      await page.getByRole('navigation', { name: 'Main' }).waitFor()
+      expect(await page.getByRole('link', { name: 'Tasks', exact: true }).getAttribute('aria-current')).toBe(
+        'page',
+      )
       await openNav(page, 'Tasks')
       await page.getByLabel('Prompt', { exact: true }).fill('Build a queue, half typed')
       // The session ends elsewhere (another tab signed out, an admin revoked it): the cookie is gone.
       await context.clearCookies()
       await page.getByRole('button', { name: 'Start task', exact: true }).click()
       await page.getByLabel('API key', { exact: true }).waitFor()
+      expect(await signedInControls()).toBe(0)
       await signIn(page, server.url, ADMIN_KEY)
       expect(await page.getByLabel('Prompt', { exact: true }).inputValue()).toBe('Build a queue, half typed')
     })

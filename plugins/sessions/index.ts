@@ -14,6 +14,7 @@ import {
   ChatAccepted,
   ChatRequest,
   MessageList,
+  MessagePage,
   Page,
   SessionBody,
   SessionCreate,
@@ -190,12 +191,12 @@ export default new Elysia({ name: 'sessions', tags: ['Sessions'] })
     {
       auth: true,
       params: SessionParams,
-      query: Page,
+      query: MessagePage,
       response: { 200: MessageList, ...sessionErrors },
       detail: {
         summary: 'Messages of a session',
         description:
-          'Oldest first, with reasoning, tool calls and results, model, timings and token counts; follow next_cursor for more.',
+          'Oldest first (order=desc: newest first), with reasoning, tool calls and results, model, timings and token counts; follow next_cursor for more.',
       },
     },
   )

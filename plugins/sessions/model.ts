@@ -81,6 +81,20 @@ export const Page = t.Object(
   { additionalProperties: false },
 )
 
+export const MessagePage = t.Object(
+  {
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    cursor: t.Optional(t.String({ maxLength: 200 })),
+    order: t.Optional(
+      t.Union([t.Literal('asc'), t.Literal('desc')], {
+        default: 'asc',
+        description: 'desc: newest first, and next_cursor pages back to older messages',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
 export const SessionParams = t.Object({
   id: t.String({ minLength: 1, maxLength: 128, description: 'The session id (sess-…) or your name for it' }),
 })

@@ -187,16 +187,23 @@ export async function deleteSession(gantry: Gantry, session: SessionRow): Promis
 export async function listMessages(
   gantry: Gantry,
   sessionId: string,
-  page: { limit?: number; cursor?: string },
+  page: { limit?: number; cursor?: string; order?: 'asc' | 'desc' },
 ): Promise<{ rows: MessageRow[]; nextCursor: string | null }> {
   const limit = page.limit ?? 50
-  const after = page.cursor === undefined ? 0 : Number(page.cursor)
-  if (!Number.isInteger(after) || after < 0) throw Unprocessable('Invalid cursor: pass next_cursor as given.')
+  const from = page.cursor === undefined ? 0 : Number(page.cursor)
+  if (!Number.isInteger(from) || from < 0) throw Unprocessable('Invalid cursor: pass next_cursor as given.')
+  // Newest first lets a reader open a long conversation at its end and page back.
+  const newestFirst = page.order === 'desc'
+  const bound = newestFirst
+    ? page.cursor === undefined
+      ? undefined
+      : lt(chatMessages.seq, from)
+    : gt(chatMessages.seq, from)
   const rows = await gantry.db
     .select()
     .from(chatMessages)
-    .where(and(eq(chatMessages.sessionId, sessionId), gt(chatMessages.seq, after)))
-    .orderBy(asc(chatMessages.seq))
+    .where(and(eq(chatMessages.sessionId, sessionId), bound))
+    .orderBy(newestFirst ? desc(chatMessages.seq) : asc(chatMessages.seq))
     .limit(limit + 1)
   const more = rows.length > limit
   const pageRows = rows.slice(0, limit)

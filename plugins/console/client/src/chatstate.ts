@@ -96,6 +96,13 @@ export class Conversation {
     this.messages.value = list
   }
 
+  /** An earlier page goes before what is shown; a message already shown (a page boundary moved) stays once. */
+  prepend(stored: StoredMessage[]) {
+    const older = stored.filter((m) => !this.byId.has(m.message_id)).map(fromStored)
+    for (const m of older) this.byId.set(m.id, m)
+    this.messages.value = [...older, ...this.messages.value]
+  }
+
   private get(id: string, role = 'assistant'): ChatMessage {
     let m = this.byId.get(id)
     if (!m) {

@@ -1,5 +1,5 @@
 import { useComputed, useSignal } from '@preact/signals'
-import { useEffect, useMemo, useRef } from 'preact/hooks'
+import { useEffect, useLayoutEffect, useMemo, useRef } from 'preact/hooks'
 import { api, call, messageOf } from '../api.ts'
 import { type ChatMessage, Conversation, type StoredMessage } from '../chatstate.ts'
 import { follow } from '../live.ts'
@@ -7,6 +7,17 @@ import { Markdown } from '../markdown.tsx'
 import { go, href } from '../route.ts'
 import { ErrorLine, usePolling } from '../ui.tsx'
 import { AgentsPage } from './agents.tsx'
+
+const top = (e: Element) => e.getBoundingClientRect().top
+
+/** Messages per page: a conversation opens at its newest page and pages back from there. */
+const PAGE = 200
+const messagesPage = (id: string, cursor?: string) =>
+  call(
+    api.api
+      .sessions({ id })
+      .messages.get({ query: { limit: PAGE, order: 'desc', ...(cursor ? { cursor } : {}) } }),
+  )
 
 type Session = Awaited<ReturnType<typeof listSessions>>['sessions'][number]
 const listSessions = () => call(api.api.sessions.get({ query: { limit: 100 } }))
@@ -132,14 +143,19 @@ function Conversation_({ session, onChanged }: { session: Session; onChanged: ()
   const error = useSignal('')
   const renaming = useSignal<string | null>(null)
   const scroller = useRef<HTMLDivElement>(null)
+  // The cursor of the page before the oldest one shown; null when the conversation is shown from its start.
+  const earlier = useSignal<string | null>(null)
+  // Set while an earlier page goes in: the message the reader was looking at and how far down it sat.
+  const keep = useRef<{ anchor: Element; offset: number } | null>(null)
   const id = session.session_id
 
   useEffect(() => {
     let live: ReturnType<typeof follow> | undefined
     let stopped = false
     const reload = async () => {
-      const page = await call(api.api.sessions({ id }).messages.get({ query: { limit: 200 } }))
-      conv.load(page.messages as StoredMessage[])
+      const page = await messagesPage(id)
+      conv.load((page.messages as StoredMessage[]).reverse())
+      earlier.value = page.next_cursor
     }
     reload()
       .then(() => {
@@ -157,11 +173,40 @@ function Conversation_({ session, onChanged }: { session: Session; onChanged: ()
     }
   }, [id])
 
-  // Keep to the newest message while the reader is at the bottom.
+  const loadEarlier = async () => {
+    if (!earlier.value) return
+    try {
+      const page = await messagesPage(id, earlier.value)
+      const el = scroller.current
+      const anchor = el?.querySelector('[data-message-id]')
+      keep.current = el && anchor ? { anchor, offset: top(anchor) - top(el) } : null
+      conv.prepend((page.messages as StoredMessage[]).reverse())
+      earlier.value = page.next_cursor
+    } catch (err) {
+      error.value = messageOf(err)
+    }
+  }
+
+  // Keep to the newest message while the reader is at the bottom; an earlier page keeps the place instead.
   const count = conv.messages.value.length
-  useEffect(() => {
+  useLayoutEffect(() => {
     const el = scroller.current
-    if (el) el.scrollTop = el.scrollHeight
+    const place = keep.current
+    keep.current = null
+    if (!el) return
+    if (!place) {
+      el.scrollTop = el.scrollHeight
+      return
+    }
+    // The answers above paint their Markdown a frame or two later and grow: hold the place until they have.
+    const hold = () => (el.scrollTop += top(place.anchor) - top(el) - place.offset)
+    hold()
+    let frames = 0
+    const again = () => {
+      hold()
+      if (++frames < 6) requestAnimationFrame(again)
+    }
+    requestAnimationFrame(again)
   }, [count])
 
   return (
@@ -222,6 +267,11 @@ function Conversation_({ session, onChanged }: { session: Session; onChanged: ()
       </div>
       {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling box must be reachable by keyboard */}
       <section class="messages" ref={scroller} aria-label="Conversation" tabIndex={0}>
+        {earlier.value && (
+          <button type="button" class="secondary earlier" onClick={loadEarlier}>
+            Load earlier messages
+          </button>
+        )}
         {conv.messages.value.length === 0 && <p class="empty">No messages yet: say something below.</p>}
         {conv.messages.value.map((m) => (
           <Message key={m.id} m={m} />
