@@ -6,6 +6,7 @@
  * Run: bun bench/fanout.bench.ts  (DATABASE_URL set: against Postgres; else PGlite)
  */
 import { ADMIN_KEY, startTestServer } from '../test/helpers.ts'
+import { linesOf } from './lib/lines.ts'
 
 const SUBSCRIBERS = 1000
 const MESSAGES = 100
@@ -35,17 +36,7 @@ async function measure(url: string, headers: Record<string, string>, publish: (i
       stderr: 'inherit',
     },
   )
-  const lines = (async function* () {
-    const decoder = new TextDecoder()
-    let buffered = ''
-    for await (const chunk of clients.stdout as unknown as AsyncIterable<Uint8Array>) {
-      buffered += decoder.decode(chunk, { stream: true })
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        yield buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-      }
-    }
-  })()
+  const lines = linesOf(clients.stdout)
   const first = await lines.next()
   if (first.value !== 'OPEN') throw new Error(`the clients did not open: ${first.value}`)
   const sent: number[] = []

@@ -11,6 +11,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { ADMIN_KEY, startTestServer, tempDir } from '../test/helpers.ts'
 import { HAVE_NGINX, startNginx } from '../test/nginx-harness.ts'
+import { linesOf } from './lib/lines.ts'
 import { hasWrk, type LoadResult, runLoad } from './lib/load.ts'
 
 const ROUNDS = 2
@@ -84,17 +85,7 @@ try {
         stderr: 'inherit',
       },
     )
-    const reader = (async function* () {
-      const decoder = new TextDecoder()
-      let buffered = ''
-      for await (const chunk of clients.stdout as unknown as AsyncIterable<Uint8Array>) {
-        buffered += decoder.decode(chunk, { stream: true })
-        for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-          yield buffered.slice(0, nl)
-          buffered = buffered.slice(nl + 1)
-        }
-      }
-    })()
+    const reader = linesOf(clients.stdout)
     const first = await reader.next()
     if (first.value !== 'OPEN') throw new Error(`fan-out clients (${via}) did not open: ${first.value}`)
     const sent: number[] = []
