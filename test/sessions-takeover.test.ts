@@ -111,7 +111,15 @@ test.skipIf(!PG_BASE_URL)(
       const types = (await sql`select type from events where stream = ${sid} order by seq`).map((r) => r.type)
       expect(types.filter((t) => t === 'response')).toHaveLength(1)
       expect(types).toContain('notice') // "resumed"
-      const [job] = await sql`select status, attempts from jobs where id = ${chat.body.assistant_message_id}`
+      // The job row closes just after the answer's last event and message (the event is written first).
+      const job = await waitFor(
+        async () =>
+          (
+            await sql`select status, attempts from jobs where id = ${chat.body.assistant_message_id} and status <> 'running'`
+          )[0],
+        10_000,
+        'the job row to close',
+      )
       expect(job).toMatchObject({ status: 'succeeded', attempts: 2 })
       // B asked Ollama to continue A's partial answer rather than starting over.
       const continuation = ollama.requests.filter((r) => r.path === '/api/chat').at(-1)!.body

@@ -125,7 +125,12 @@ describe.skipIf(!PG_BASE_URL)('task takeover between instances (needs Postgres)'
     expect(
       events.some((e) => e.type === 'LOG' && String((e.data as any).message).startsWith('Task resumed')),
     ).toBe(true)
-    const [job] = await sql`select status, attempts from jobs where id = ${id}`
+    // The job row closes just after the task's last event and row (the event is written first, by design).
+    const job = await waitFor(
+      async () => (await sql`select status, attempts from jobs where id = ${id} and status <> 'running'`)[0],
+      10_000,
+      'the job row to close',
+    )
     expect(job).toMatchObject({ status: 'succeeded', attempts: 2 })
     const results = await api(other.url, `/tasks/${id}/results`)
     expect(results.body.modules.map((m: any) => m.quality_score)).toEqual([1, 1])
