@@ -149,7 +149,7 @@ export function loadConfig(env: Env = process.env): Config {
       return fallback
     }
   }
-  const root = resolve(import.meta.dir, '..')
+  const root = resolve(import.meta.dirname, '..')
   const config: Config = {
     port: read('PORT', integer(0, 65535), 9876),
     host: read('HOST', nonEmpty, '0.0.0.0'),

@@ -18,11 +18,14 @@ export interface GantryProcess {
 }
 
 /**
- * Starts `bun src/index.ts` on loopback. Defaults: a free port, LOG_LEVEL=warn, HOME = DATA_DIR (or the
+ * Starts `bun src/index.ts` (or `command`, e.g. the server on Deno) on loopback. Defaults: a free port, LOG_LEVEL=warn, HOME = DATA_DIR (or the
  * caller's); `env` overrides them. Both streams are drained so a chatty server never blocks on a full pipe.
  */
-export function spawnGantry(env: Record<string, string>): GantryProcess {
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'src/index.ts')], {
+export function spawnGantry(
+  env: Record<string, string>,
+  command: string[] = [process.execPath, join(ROOT, 'src/index.ts')],
+): GantryProcess {
+  const proc = Bun.spawn(command, {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',

@@ -3,12 +3,15 @@
  * `npm start` and `npm test` on a fresh clone serve it without a manual step. Run directly
  * (`bun plugins/console/build.ts`, the `build:console` script) it builds once and exits non-zero on failure.
  */
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import type { Logger } from '../../src/core/logger.ts'
 import { packageDir } from '../../src/core/runtime.ts'
+import { bunExecutable } from '../tasks/runtime.ts'
 
-export const CONSOLE_DIR = import.meta.dir
+export const CONSOLE_DIR = import.meta.dirname
 export const DIST_DIR = join(CONSOLE_DIR, 'dist')
 const STAMP = '.source-stamp'
 
@@ -23,7 +26,7 @@ function filesUnder(dir: string): string[] {
 
 /** A hash of everything the build reads: the client's sources, the Vite config and the bundled packages' versions. */
 export function sourceStamp(): string {
-  const hash = new Bun.CryptoHasher('sha256')
+  const hash = createHash('sha256')
   for (const file of [...filesUnder(join(CONSOLE_DIR, 'client')), join(CONSOLE_DIR, 'vite.config.ts')]) {
     hash.update(relative(CONSOLE_DIR, file))
     hash.update(readFileSync(file))
@@ -61,9 +64,10 @@ export function buildConsole(log?: Logger): Promise<void> {
     const tmp = `${DIST_DIR}.tmp-${process.pid}`
     const started = Date.now()
     log?.info({ plugin: 'console' }, 'building the console (vite build)')
-    const child = Bun.spawn(
+    // Vite runs under the bun dependency whichever runtime serves (Deno would need its own permission flags).
+    const child = spawn(
+      bunExecutable(),
       [
-        process.execPath,
         join(packageDir('vite'), 'bin', 'vite.js'),
         'build',
         '--config',
@@ -71,13 +75,24 @@ export function buildConsole(log?: Logger): Promise<void> {
         '--outDir',
         tmp,
       ],
-      { cwd: CONSOLE_DIR, stdout: 'pipe', stderr: 'pipe', env: { ...process.env, BUN_BE_BUN: '1' } },
+      { cwd: CONSOLE_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BUN_BE_BUN: '1' } },
     )
-    const [code, out, err] = await Promise.all([
-      child.exited,
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-    ])
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (part: string) => {
+      out += part
+    })
+    child.stderr.setEncoding('utf8').on('data', (part: string) => {
+      err += part
+    })
+    // 'close' comes after the exit and after both pipes have ended.
+    const code = await new Promise<number>((resolve) => {
+      child.once('error', (e) => {
+        err += e.message
+        resolve(127)
+      })
+      child.once('close', (c) => resolve(c ?? 1))
+    })
     if (code !== 0) {
       rmSync(tmp, { recursive: true, force: true })
       throw new Error(`vite build of the console failed (exit ${code}): ${(err || out).trim().slice(-2000)}`)

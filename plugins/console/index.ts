@@ -13,7 +13,8 @@ import { consolePage } from './page.ts'
 // The static plugin lists its folder when it is created; the build may only arrive after start.
 mkdirSync(join(DIST_DIR, 'console'), { recursive: true })
 
-// Hashed file names: a new build gets new names, so browsers may keep each file for a year.
+// Hashed file names: a new build gets new names, so browsers may keep each file for a year. On Deno, where the
+// static plugin sends no content type, the runtime seam adds it from the file name.
 const assets = await staticPlugin({
   assets: join(DIST_DIR, 'console'),
   prefix: '/console',

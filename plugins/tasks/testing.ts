@@ -124,6 +124,6 @@ export const types = (events: StoredEvent[], withLogs = false) =>
  */
 export function tasksOnlyPluginsDir(): string {
   const dir = tempDir('gantry-plugins-')
-  symlinkSync(import.meta.dir, join(dir, 'tasks'))
+  symlinkSync(import.meta.dirname, join(dir, 'tasks'))
   return dir
 }

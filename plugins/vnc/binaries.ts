@@ -1,5 +1,5 @@
 /** What the desktop needs from the system: its binaries (and their packages) and VNC's password format. */
-import { createCipheriv, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { findBinary } from './runtime.ts'
 
 /** Executables the plugin runs, with the Debian package that installs each. */
@@ -36,17 +36,12 @@ export function findBinaries(path = process.env.PATH ?? ''): Binaries {
   return { paths, windowManager, missing }
 }
 
-// The fixed key VNC uses to obfuscate stored passwords, already in DES bit order (d3des reverses each byte).
-const VNC_FILE_KEY = Buffer.from('e84ad660c4721ae0', 'hex')
-
-/** The `-rfbauth` file format: the 8-byte password, DES-encrypted with VNC's fixed key. */
-export function rfbAuthFile(password: string): Buffer {
-  const block = Buffer.alloc(8)
-  block.write(password.slice(0, 8), 'latin1')
-  const cipher = createCipheriv('des-ecb', VNC_FILE_KEY, null)
-  cipher.setAutoPadding(false)
-  return Buffer.concat([cipher.update(block), cipher.final()])
-}
+/**
+ * The `-passwdfile` format: the password on the first line. Plain text, in a 0600 file in a 0700 folder: the
+ * `-rfbauth` format would not protect it more (it is only obscured with DES under a fixed, public key), and
+ * writing it needs DES, which Deno's node:crypto does not have.
+ */
+export const vncPasswordFile = (password: string): string => `${password}\n`
 
 /**
  * An Xauthority file (the format libXau reads) holding one MIT-MAGIC-COOKIE-1 for any address and any

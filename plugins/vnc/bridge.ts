@@ -1,12 +1,10 @@
 import type { Closer, Gantry } from '../../src/core/context.ts'
+import type { SocketHandler, SocketPeer } from '../../src/core/runtime.ts'
 import { connectTcp, type TcpConnection } from './runtime.ts'
 import { desktopOf } from './service.ts'
 
-/** The Bun WebSocket under Elysia's wrapper: the same object for the whole life of one connection. */
-interface RawSocket {
-  send(data: Uint8Array): number
-  close(code?: number, reason?: string): void
-}
+/** The runtime seam's socket peer: the same object for the whole life of one connection. */
+type RawSocket = Pick<SocketPeer, 'send' | 'close'>
 
 interface Link {
   tcp?: TcpConnection
@@ -60,7 +58,8 @@ export function createBridge() {
       }
       connectTcp(desktop.rfbPort, {
         data(chunk) {
-          // Bun's send: -1 = queued under backpressure, 0 = dropped; a dropped byte would corrupt RFB.
+          // The seam's send (Bun's codes): -1 = queued under backpressure, 0 = dropped; a dropped byte would
+          // corrupt RFB.
           const sent = raw.send(chunk)
           if (sent === 0) finish(gantry, raw, 1011, 'The viewer could not keep up; reconnect.')
           else if (sent === -1) link.tcp?.pause()
@@ -93,7 +92,7 @@ export function createBridge() {
         finish(gantry, raw, 1003, 'The bridge carries binary RFB frames only.')
         return
       }
-      // Bun may reuse the buffer after this callback returns; keep a copy for anything queued.
+      // The runtime may reuse the buffer after this callback returns; keep a copy for anything queued.
       const frame = new Uint8Array(message)
       if (link.tcp) link.tcp.write(frame)
       else link.early.push(frame)
@@ -106,5 +105,31 @@ export function createBridge() {
     close(gantry: Gantry, raw: RawSocket): void {
       finish(gantry, raw, 1000, 'closed')
     },
+  }
+}
+
+export type Bridge = ReturnType<typeof createBridge>
+
+/** One bridged connection as the runtime seam's handler (the upgrade happens in index.ts). */
+export class BridgeConnection implements SocketHandler {
+  constructor(
+    private readonly gantry: Gantry,
+    private readonly bridge: Bridge,
+  ) {}
+
+  open(peer: SocketPeer): void {
+    this.bridge.open(this.gantry, peer)
+  }
+
+  message(peer: SocketPeer, message: string | Uint8Array): void {
+    this.bridge.message(this.gantry, peer, message)
+  }
+
+  drain(peer: SocketPeer): void {
+    this.bridge.drain(peer)
+  }
+
+  close(peer: SocketPeer): void {
+    this.bridge.close(this.gantry, peer)
   }
 }

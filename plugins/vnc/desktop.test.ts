@@ -1,21 +1,36 @@
 import { describe, expect, test } from 'bun:test'
-import { readFileSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
+import { HttpError } from '../../src/core/errors.ts'
 import { captureLog, processAlive, tempDir } from '../../test/helpers.ts'
-import { findBinaries, rfbAuthFile } from './binaries.ts'
+import { findBinaries } from './binaries.ts'
 import { Desktop } from './desktop.ts'
+import type { ProcessLedger } from './leftovers.ts'
+import { connectDesktop } from './service.ts'
 
 const alive = processAlive
 
 describe('the desktop supervisor', () => {
-  test('the -rfbauth file is what x11vnc -storepasswd writes', () => {
+  test('a start whose password and cookie cannot be written fails (503 with the reason), not a 409', async () => {
+    const log = captureLog()
     const dir = tempDir('gantry-vncpw-')
+    // The private folder is not there to write into (on Deno, DES for an -rfbauth file failed the same way).
+    const ledger = {
+      env: {},
+      makeAuthDir: () => join(dir, 'missing', 'auth'),
+      record() {},
+    } as unknown as ProcessLedger
+    const desktop = new Desktop({ log: pino(log.stream), binaries: findBinaries(), ledger })
     try {
-      const file = join(dir, 'passwd')
-      const made = Bun.spawnSync(['x11vnc', '-storepasswd', 'Ab3dEf7h', file], { stderr: 'pipe' })
-      expect(made.exitCode).toBe(0)
-      expect(rfbAuthFile('Ab3dEf7h').toString('hex')).toBe(readFileSync(file).toString('hex'))
+      const refused = await connectDesktop(desktop, { width: 640, height: 480 }).catch((err) => err)
+      expect(refused).toBeInstanceOf(HttpError)
+      expect(refused.status).toBe(503)
+      expect(refused.message).toContain('could not be written')
+      expect(desktop.state).toBe('failed')
+      expect(desktop.lastError).toContain('ENOENT')
+      expect(desktop.processes.size).toBe(0)
+      expect(log.records().some((r) => r.msg === 'desktop failed to start')).toBe(true)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

@@ -1,8 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../../src/core/logger.ts'
-import { BINARIES, type Binaries, newCookie, newPassword, rfbAuthFile, xauthorityFile } from './binaries.ts'
+import {
+  BINARIES,
+  type Binaries,
+  newCookie,
+  newPassword,
+  vncPasswordFile,
+  xauthorityFile,
+} from './binaries.ts'
 import type { ProcessLedger } from './leftovers.ts'
 import { freeLoopbackPort, type GroupProcess, readBanner, signalGroup, spawnGroup } from './runtime.ts'
 
@@ -104,13 +112,10 @@ export class Desktop {
       this.restarts = 0
       this.recentCrashes = []
       this.lastError = null
-      this.password = newPassword()
-      this.authDir = this.opts.ledger?.makeAuthDir() ?? mkdtempSync(join(tmpdir(), 'gantry-vnc-'))
-      writeFileSync(join(this.authDir, 'passwd'), rfbAuthFile(this.password), { mode: 0o600 })
-      // Without a cookie, Xvfb lets every local user drive the display, past VNC_ALLOWED_ROLES.
-      writeFileSync(this.xauthority, xauthorityFile(newCookie()), { mode: 0o600 })
-      this.setState('starting')
-      void this.supervise(++this.generation)
+      if (this.prepare()) {
+        this.setState('starting')
+        void this.supervise(++this.generation)
+      }
     }
     if (this.state === 'starting') await new Promise<void>((resolve) => this.settled.push(resolve))
     if (this.state === 'running') return
@@ -119,6 +124,28 @@ export class Desktop {
         ? `the desktop failed to start: ${this.lastError ?? 'unknown error'}`
         : 'the desktop was stopped while it was starting',
     )
+  }
+
+  /**
+   * A fresh password and X cookie in a private folder; false, with the desktop failed, when they cannot be
+   * written (a start that fails before any process runs is a failed start, not a stop meanwhile).
+   */
+  private prepare(): boolean {
+    try {
+      this.password = newPassword()
+      this.authDir = this.opts.ledger?.makeAuthDir() ?? mkdtempSync(join(tmpdir(), 'gantry-vnc-'))
+      writeFileSync(join(this.authDir, 'passwd'), vncPasswordFile(this.password), { mode: 0o600 })
+      // Without a cookie, Xvfb lets every local user drive the display, past VNC_ALLOWED_ROLES.
+      writeFileSync(this.xauthority, xauthorityFile(newCookie()), { mode: 0o600 })
+      return true
+    } catch (err) {
+      this.cleanupAuth()
+      this.password = null
+      this.lastError = `its password and X cookie could not be written: ${(err as Error).message}`
+      this.log.error({ lastError: this.lastError }, 'desktop failed to start')
+      this.setState('failed')
+      return false
+    }
   }
 
   /** Stops every process of the stack (TERM to each group, KILL after a grace period). */
@@ -186,7 +213,7 @@ export class Desktop {
       const delay = Math.min((this.opts.backoffMs ?? 250) * 2 ** (this.recentCrashes.length - 1), 5000)
       this.log.warn({ restarts: this.restarts, delayMs: delay, lastError: crash }, 'desktop restarting')
       if (this.state !== 'starting') this.setState('starting')
-      await Bun.sleep(delay)
+      await sleep(delay)
       if (!current()) return
     }
   }
@@ -235,7 +262,7 @@ export class Desktop {
           '-listen',
           '127.0.0.1',
           '-noipv6',
-          '-rfbauth',
+          '-passwdfile',
           join(this.authDir!, 'passwd'),
           '-auth',
           this.xauthority,
@@ -284,7 +311,7 @@ export class Desktop {
     const line = await Promise.race([
       iterator.next().then((r) => (r.done ? null : r.value.trim())),
       proc.exited.then(() => null),
-      Bun.sleep(timeoutMs).then(() => 'timeout' as const),
+      sleep(timeoutMs).then(() => 'timeout' as const),
     ])
     if (line === 'timeout') throw new Error(`${what} was not ready within ${timeoutMs} ms`)
     if (line === null) throw new Error(`${what} exited at start: ${this.describeExit('xvfb', proc)}`)
@@ -310,7 +337,7 @@ export class Desktop {
         if (this.processes.get('x11vnc') === proc) this.processes.delete('x11vnc')
         return `x11vnc exited at start: ${this.describeExit('x11vnc', proc)}`
       }
-      await Bun.sleep(30)
+      await sleep(30)
     }
     return `x11vnc did not answer on 127.0.0.1:${port} within ${timeoutMs} ms`
   }
@@ -356,7 +383,7 @@ export class Desktop {
 
   private async terminate(name: ProcessName, proc: GroupProcess, graceMs: number): Promise<void> {
     signalGroup(proc.pid, 'SIGTERM')
-    const gone = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)])
+    const gone = await Promise.race([proc.exited.then(() => true), sleep(graceMs).then(() => false)])
     if (!gone) {
       this.log.warn({ process: name, pid: proc.pid }, 'desktop process ignored SIGTERM; killing')
       signalGroup(proc.pid, 'SIGKILL')

@@ -7,7 +7,8 @@ import { ErrorBody, Forbidden, Unauthorized } from '../../src/core/errors.ts'
 import { originAllowed, publicOrigin } from '../../src/core/http.ts'
 import type { PluginMeta } from '../../src/core/loader.ts'
 import { fileResponse, packageDir } from '../../src/core/runtime.ts'
-import { createBridge } from './bridge.ts'
+import { upgradeSocket } from '../websocket/connection.ts'
+import { BridgeConnection, createBridge } from './bridge.ts'
 import { registerComputer } from './computer.ts'
 import { ConnectBody, VncStatus } from './model.ts'
 import {
@@ -27,23 +28,22 @@ export const meta: PluginMeta = {
 }
 
 const novnc = packageDir('@novnc/novnc')
-const viewerDir = join(import.meta.dir, 'viewer')
+const viewerDir = join(import.meta.dirname, 'viewer')
 const hidden = { hide: true }
-// noVNC's own modules and its vendored pako, exactly the two folders rfb.js imports from; nothing else.
-const novncCore = await staticPlugin({
-  assets: join(novnc, 'core'),
-  prefix: '/vnc/core',
-  indexHTML: false,
-  detail: hidden,
-  silent: true,
-})
-const novncVendor = await staticPlugin({
-  assets: join(novnc, 'vendor'),
-  prefix: '/vnc/vendor',
-  indexHTML: false,
-  detail: hidden,
-  silent: true,
-})
+// noVNC's own modules and its vendored pako, exactly the two folders rfb.js imports from; nothing else. On Deno,
+// where `@elysiajs/static` sends no content type, the runtime seam adds it from the file name (browsers refuse a
+// module script without one).
+const novncFolder = (folder: string) =>
+  staticPlugin({
+    assets: join(novnc, folder),
+    prefix: `/vnc/${folder}`,
+    indexHTML: false,
+    headers: { 'Cache-Control': 'public, max-age=86400', 'X-Content-Type-Options': 'nosniff' },
+    detail: hidden,
+    silent: true,
+  })
+const novncCore = await novncFolder('core')
+const novncVendor = await novncFolder('vendor')
 
 // Same-origin only: the page, its script and noVNC come from here; the socket goes back here.
 const VIEWER_CSP =
@@ -133,38 +133,29 @@ export default new Elysia({ name: 'vnc', tags: ['Desktop'] })
   .get('/vnc/index.html', viewerFile('index.html'), { detail: hidden })
   .get('/vnc/viewer.js', viewerFile('viewer.js'), { detail: hidden })
   .get('/vnc/viewer.css', viewerFile('viewer.css'), { detail: hidden })
-  .ws(BRIDGE_PATH, {
-    detail: {
-      summary: 'VNC bridge',
-      description:
-        'RFB over WebSocket (binary frames) to the desktop’s x11vnc. Needs a user allowed to use the desktop (Bearer key or session cookie) and an allowed Origin; refused with 401/403 before the upgrade.',
-    },
-    async beforeHandle({ gantry, request }) {
+  .get(
+    BRIDGE_PATH,
+    async ({ gantry, request, set }) => {
       if (!originAllowed(request, gantry))
         throw Forbidden(`Origin ${request.headers.get('origin')} may not open the desktop.`)
       const user = await authenticate(gantry, request)
       if (!user) throw Unauthorized()
       if (!mayUseDesktop(gantry, user)) throw forbidden()
-    },
-    upgrade({ request, set }) {
       // websockify's clients may ask for the "binary" subprotocol; agreeing keeps them happy.
       const offered = request.headers.get('sec-websocket-protocol')
-      if (offered?.split(',').some((p) => p.trim() === 'binary'))
-        set.headers['sec-websocket-protocol'] = 'binary'
+      const binary = offered?.split(',').some((p) => p.trim() === 'binary')
+      if (binary) set.headers['sec-websocket-protocol'] = 'binary'
+      const connection = new BridgeConnection(gantry, bridgeOf(gantry))
+      return upgradeSocket(gantry, request, connection, set.headers, binary ? 'binary' : undefined)
     },
-    open(ws) {
-      bridgeOf(ws.data.gantry).open(ws.data.gantry, ws.raw)
+    {
+      detail: {
+        summary: 'VNC bridge',
+        description:
+          'RFB over WebSocket (binary frames) to the desktop’s x11vnc. Needs a user allowed to use the desktop (Bearer key or session cookie) and an allowed Origin; refused with 401/403 before the upgrade.',
+      },
     },
-    message(ws, message) {
-      bridgeOf(ws.data.gantry).message(ws.data.gantry, ws.raw, message)
-    },
-    drain(ws) {
-      bridgeOf(ws.data.gantry).drain(ws.raw)
-    },
-    close(ws) {
-      bridgeOf(ws.data.gantry).close(ws.data.gantry, ws.raw)
-    },
-  })
+  )
   .onStart(async (app) => {
     const gantry = gantryOf(app)
     openDesktop(gantry)

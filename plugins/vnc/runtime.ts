@@ -1,9 +1,15 @@
 /**
- * The vnc plugin's runtime seam: process groups, PATH lookups and loopback TCP, the only Bun-only APIs the
- * plugin uses. Everything else (supervisor, routes, bridge) works on these small functions.
+ * The vnc plugin's process and network helpers: process groups, PATH lookups and loopback TCP, over `node:`
+ * modules that Bun and Deno both have. Everything else (supervisor, routes, bridge) works on these functions.
  */
 
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { constants as osConstants } from 'node:os'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { which } from '../../src/core/which.ts'
 
 export { freeLoopbackPort, processAlive } from '../../src/core/runtime.ts'
 
@@ -74,6 +80,22 @@ function lineQueue() {
   }
 }
 
+/** The exit code, or 128 + the signal's number when a signal ended it (the shell's convention). */
+function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code
+  return 128 + ((signal && osConstants.signals[signal]) || 0)
+}
+
+/** An environment without unset entries (`{...process.env, X: undefined}` means "without X"). */
+function definedEnv(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) out[key] = value
+  return out
+}
+
+// node:stream/web's ReadableStream is the global one at run time; only the type declarations differ.
+const webStream = (pipe: Readable) => Readable.toWeb(pipe) as unknown as ReadableStream<Uint8Array>
+
 /**
  * Starts `argv` as the leader of a new process group (setsid). Its output is always drained (a full pipe
  * would stall it) into a short tail kept for error messages.
@@ -82,11 +104,9 @@ export function spawnGroup(
   argv: string[],
   opts: { env?: Record<string, string | undefined>; readStdout?: boolean } = {},
 ): GroupProcess {
-  const proc = Bun.spawn(argv, {
-    env: opts.env ?? process.env,
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
+  const proc = spawn(argv[0]!, argv.slice(1), {
+    env: definedEnv(opts.env ?? process.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   })
   const tail: string[] = []
@@ -95,19 +115,31 @@ export function spawnGroup(
     if (tail.length > TAIL_LINES) tail.shift()
   }
   const queue = opts.readStdout ? lineQueue() : undefined
-  const stdoutDone = drain(proc.stdout, queue ? (line) => queue.push(line) : remember)
-  const stderrDone = drain(proc.stderr, remember)
+  const stdoutDone = drain(webStream(proc.stdout!), queue ? (line) => queue.push(line) : remember)
+  const stderrDone = drain(webStream(proc.stderr!), remember)
   if (queue) stdoutDone.finally(() => queue.end())
-  const exited = proc.exited.then(async (code) => {
+  let ended = false
+  const exited = new Promise<number>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      ended = true
+      resolve(exitStatus(code, signal))
+    })
+    proc.once('error', (err) => {
+      // Could not start (no such binary): an exit like the shell's, with the reason in the tail.
+      ended = true
+      remember(err.message)
+      resolve(127)
+    })
+  }).then(async (code) => {
     // Let the last words reach the tail before anyone reads why it exited.
-    await Promise.race([Promise.all([stdoutDone, stderrDone]), Bun.sleep(200)])
+    await Promise.race([Promise.all([stdoutDone, stderrDone]), sleep(200)])
     return code
   })
   return {
-    pid: proc.pid,
+    pid: proc.pid ?? 0,
     exited,
-    hasExited: () => proc.exitCode !== null || proc.signalCode !== null,
-    signalCode: () => (proc.signalCode === null ? null : String(proc.signalCode)),
+    hasExited: () => ended || proc.exitCode !== null || proc.signalCode !== null,
+    signalCode: () => proc.signalCode ?? null,
     tail: () => [...tail],
     lines: queue?.iterable,
   }
@@ -125,7 +157,7 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
 
 /** The absolute path of an executable on `PATH`, or null. */
 export function findBinary(name: string, path = process.env.PATH ?? ''): string | null {
-  return Bun.which(name, { PATH: path })
+  return which(name, path) ?? null
 }
 
 export interface TcpConnection {
@@ -143,54 +175,35 @@ export function connectTcp(
   handlers: { data(chunk: Uint8Array): void; close(error?: Error): void },
   hostname = '127.0.0.1',
 ): Promise<TcpConnection> {
-  let queued: Uint8Array[] = []
   let closed = false
   const close = (error?: Error) => {
     if (closed) return
     closed = true
-    queued = []
     handlers.close(error)
   }
-  const flush = (socket: import('bun').Socket<undefined>) => {
-    while (queued.length) {
-      const head = queued[0]!
-      const written = socket.write(head)
-      if (written < head.byteLength) {
-        queued[0] = head.subarray(Math.max(written, 0))
-        return
-      }
-      queued.shift()
-    }
-  }
-  return Bun.connect({
-    hostname,
-    port,
-    socket: {
-      data: (_s, chunk) => handlers.data(chunk),
-      drain: (s) => flush(s),
-      close: () => close(),
-      error: (_s, err) => close(err),
-      connectError: (_s, err) => close(err),
-      end: (s) => {
-        s.end()
-        close()
-      },
-    },
-  }).then((socket) => {
-    socket.setNoDelay(true)
-    return {
-      write(data) {
-        if (closed) return
-        queued.push(data)
-        if (queued.length === 1) flush(socket)
-      },
-      pause: () => socket.pause(),
-      resume: () => socket.resume(),
-      end: () => {
-        socket.end()
-        close()
-      },
-    }
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port, noDelay: true })
+    socket.on('data', (chunk: Buffer) => handlers.data(chunk))
+    socket.once('error', (err) => {
+      close(err)
+      reject(err)
+    })
+    // allowHalfOpen is off: the peer's end ends this side too, then 'close' follows.
+    socket.once('close', () => close())
+    socket.once('connect', () =>
+      resolve({
+        // node:net queues what the kernel does not take at once, in order.
+        write(data) {
+          if (!closed) socket.write(data)
+        },
+        pause: () => socket.pause(),
+        resume: () => socket.resume(),
+        end: () => {
+          socket.end()
+          close()
+        },
+      }),
+    )
   })
 }
 
@@ -200,36 +213,23 @@ export function connectTcp(
  */
 export async function readBanner(port: number, bytes: number, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
-    let received = new Uint8Array(0)
+    let received = Buffer.alloc(0)
     let done = false
-    let socketRef: import('bun').Socket<undefined> | undefined
+    const socket = connect({ host: '127.0.0.1', port })
     const finish = (value: string | null) => {
       if (done) return
       done = true
       clearTimeout(timer)
-      socketRef?.end()
+      socket.destroy()
       resolve(value)
     }
     const timer = setTimeout(() => finish(null), timeoutMs)
-    Bun.connect({
-      hostname: '127.0.0.1',
-      port,
-      socket: {
-        open: (s) => {
-          socketRef = s
-        },
-        data: (_s, chunk) => {
-          const next = new Uint8Array(received.byteLength + chunk.byteLength)
-          next.set(received)
-          next.set(chunk, received.byteLength)
-          received = next
-          if (received.byteLength >= bytes) finish(new TextDecoder().decode(received.subarray(0, bytes)))
-        },
-        close: () => finish(null),
-        error: () => finish(null),
-        connectError: () => finish(null),
-      },
-    }).catch(() => finish(null))
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk])
+      if (received.byteLength >= bytes) finish(received.subarray(0, bytes).toString('utf8'))
+    })
+    socket.once('close', () => finish(null))
+    socket.once('error', () => finish(null))
   })
 }
 
@@ -238,11 +238,9 @@ export async function runCommand(
   argv: string[],
   opts: { env?: Record<string, string | undefined>; timeoutMs: number; signal?: AbortSignal },
 ): Promise<{ code: number; stdout: Uint8Array; stderr: string; timedOut: boolean }> {
-  const proc = Bun.spawn(argv, {
-    env: opts.env ?? process.env,
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
+  const proc = spawn(argv[0]!, argv.slice(1), {
+    env: definedEnv(opts.env ?? process.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
   })
   let timedOut = false
   const kill = () => proc.kill('SIGKILL')
@@ -251,13 +249,20 @@ export async function runCommand(
     kill()
   }, opts.timeoutMs)
   opts.signal?.addEventListener('abort', kill, { once: true })
+  const stdout: Buffer[] = []
+  let stderr = ''
+  proc.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk))
+  proc.stderr!.setEncoding('utf8')
+  proc.stderr!.on('data', (part: string) => {
+    stderr += part
+  })
   try {
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).arrayBuffer(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ])
-    return { code, stdout: new Uint8Array(stdout), stderr, timedOut }
+    // 'close' comes after the exit and after both pipes have ended, so the output is complete.
+    const code = await new Promise<number>((resolve, reject) => {
+      proc.once('error', reject)
+      proc.once('close', (c, signal) => resolve(exitStatus(c, signal)))
+    })
+    return { code, stdout: new Uint8Array(Buffer.concat(stdout)), stderr, timedOut }
   } finally {
     clearTimeout(timer)
     opts.signal?.removeEventListener('abort', kill)

@@ -1,39 +1,35 @@
 /**
  * Reusable WebSocket connection handling for Gantry's sockets (`WS /ws/:id` here, `WS /ws/chat/:session_id`
- * in the sessions plugin, which declares `meta.dependsOn: ['websocket']`).
+ * in the sessions plugin, which declares `meta.dependsOn: ['websocket']`), on Bun and on Deno alike: the
+ * runtime seam (src/core/runtime.ts) does the upgrade and gives each connection a `SocketPeer`.
  *
- * 1. Before the upgrade — in the `.ws()` route's `beforeHandle`, so refusals are ordinary JSON HTTP answers:
- *    `const user = await guardUpgrade(gantry, request)` checks the Origin (403 `forbidden_origin`) and the
- *    caller (`Authorization: Bearer`, the session cookie, or a single-use `?ticket=` from `POST /api/ws-ticket`;
- *    401 otherwise). Stash what `open` needs on the context (`Object.assign(ctx, { user })`): Elysia copies the
- *    context into `ws.data`.
- * 2. In `open(ws)`: `const live = openLiveSocket(gantry, ws.raw, { onClose })`. It joins the heartbeat (ping every
- *    HEARTBEAT_INTERVAL_MS, a peer silent for two intervals is terminated), registers a closer in
- *    `gantry.connections` (shutdown closes with 1001), and keeps itself reachable by `liveSocketOf(gantry, ws.raw)`.
- * 3. In `message(ws, message)`: `const frame = liveSocketOf(gantry, ws.raw)?.receive(message)`. It counts the
- *    peer as alive, closes 1009 past `maxFrameBytes` (64 KB), 1008 past the flood limit, answers an `error` frame
- *    for binary or non-JSON (the connection stays) and returns the parsed object, or undefined when handled.
- *    Elysia pre-parses JSON text: pass it as it comes, `receive` accepts both.
- * 4. Send with `live.send(objectOrString)`: past `maxBufferedBytes` not yet written to a slow peer, the socket is
+ * 1. The route is a plain `.get()` (Elysia's `.ws()` exists only on Bun). In its handler, before any upgrade, so
+ *    refusals are ordinary JSON HTTP answers: `const user = await guardUpgrade(gantry, request)` checks the
+ *    Origin (403 `forbidden_origin`) and the caller (`Authorization: Bearer`, the session cookie, or a
+ *    single-use `?ticket=` from `POST /api/ws-ticket`; 401 otherwise). Then `return upgradeSocket(gantry,
+ *    request, handler, set.headers)`: a plain GET gets 400 `not_a_websocket`.
+ * 2. `handler` is a `SocketHandler`: an object with `open(peer)`, `message(peer, m)`, `close(peer)` and
+ *    `pong(peer)`, best methods on a class prototype holding what the connection needs (see stream-socket.ts).
+ * 3. In `open(peer)`: `const live = openLiveSocket(gantry, peer, { onClose })`. It joins the heartbeat (ping every
+ *    HEARTBEAT_INTERVAL_MS, a peer silent for two intervals is terminated; on Deno the runtime does the same with
+ *    its idle timeout), registers a closer in `gantry.connections` (shutdown closes with 1001), and keeps itself
+ *    reachable by `liveSocketOf(gantry, peer)`. Or the handler IS the live socket: extend `LiveSocketBase`, call
+ *    `this.attach(peer)` in `open`, override `release()` and `logContext` (StreamSocket does: one object per
+ *    idle connection); it closes with `shut(code, reason)`, its `close(peer)` being the handler's.
+ * 4. In `message(peer, message)`: `const frame = live.receive(message)`. It counts the peer as alive, closes
+ *    1009 past `maxFrameBytes` (64 KB), 1008 past the flood limit, answers an `error` frame for binary or
+ *    non-JSON (the connection stays) and returns the parsed object, or undefined when handled.
+ * 5. Send with `live.send(objectOrString)`: past `maxBufferedBytes` not yet written to a slow peer, the socket is
  *    closed with 1013 (try again later) instead of growing memory; the client resumes with `?since=`.
- * 5. In `pong(ws)`: `liveSocketOf(gantry, ws.raw)?.seen()`; in `close(ws)`: `liveSocketOf(gantry, ws.raw)?.closed()`.
- *
- * @example
- * app.ws('/ws/chat/:session_id', {
- *   beforeHandle: async (ctx) => { Object.assign(ctx, { user: await guardUpgrade(ctx.gantry, ctx.request) }) },
- *   open: (ws) => openLiveSocket(gantry, ws.raw, { onClose: () => stopGeneration() }).send({ type: 'connected' }),
- *   message: (ws, m) => { const frame = liveSocketOf(gantry, ws.raw)?.receive(m); if (frame) handle(frame) },
- *   pong: (ws) => liveSocketOf(gantry, ws.raw)?.seen(),
- *   close: (ws) => liveSocketOf(gantry, ws.raw)?.closed(),
- * })
+ * 6. In `pong(peer)`: `live.seen()`; in `close(peer)`: `live.closed()`.
  */
-import type { ServerWebSocket } from 'bun'
 import { authenticate } from '../../src/core/auth.ts'
 import type { Gantry } from '../../src/core/context.ts'
 import { HttpError, Unauthorized } from '../../src/core/errors.ts'
 import { originAllowed } from '../../src/core/http.ts'
 import { findTextFault, parseJsonText } from '../../src/core/input.ts'
 import type { Principal } from '../../src/core/keys.ts'
+import type { ServerHandle, SocketHandler, SocketPeer } from '../../src/core/runtime.ts'
 import { redeemTicket } from './tickets.ts'
 
 /** WebSocket close codes Gantry uses. */
@@ -66,12 +62,44 @@ export const LIVE_SOCKET_DEFAULTS = {
   floodBurst: 60,
 } as const
 
-type RawSocket = ServerWebSocket<unknown>
+type RawSocket = SocketPeer
 
 /** The sockets of one app and their one heartbeat timer (not one per socket), kept in `gantry.state`. */
 interface SocketRegistry {
-  sockets: Map<RawSocket, LiveSocket>
+  /** `GET /metrics` reads `sockets.size`. */
+  sockets: SocketList
   heartbeat: ReturnType<typeof setInterval> | undefined
+}
+
+/** A list through the sockets' own `before`/`after` fields: no hash entry per socket (about 130 bytes each). */
+export class SocketList {
+  size = 0
+  private first: LiveSocketBase | undefined = undefined
+
+  add(socket: LiveSocketBase): void {
+    socket.after = this.first
+    if (this.first) this.first.before = socket
+    this.first = socket
+    this.size++
+  }
+
+  delete(socket: LiveSocketBase): void {
+    if (!socket.before && this.first !== socket) return
+    if (socket.before) socket.before.after = socket.after
+    else this.first = socket.after
+    if (socket.after) socket.after.before = socket.before
+    socket.before = socket.after = undefined
+    this.size--
+  }
+
+  /** Safe while the socket just yielded leaves the list. */
+  *[Symbol.iterator](): IterableIterator<LiveSocketBase> {
+    for (let socket = this.first; socket; ) {
+      const after = socket.after
+      yield socket
+      socket = after
+    }
+  }
 }
 
 const REGISTRY = 'websocket:sockets'
@@ -79,7 +107,7 @@ const REGISTRY = 'websocket:sockets'
 function registryOf(gantry: Gantry): SocketRegistry {
   let registry = gantry.state.get(REGISTRY) as SocketRegistry | undefined
   if (!registry) {
-    registry = { sockets: new Map(), heartbeat: undefined }
+    registry = { sockets: new SocketList(), heartbeat: undefined }
     gantry.state.set(REGISTRY, registry)
   }
   return registry
@@ -115,67 +143,39 @@ export async function guardUpgrade(gantry: Gantry, request: Request): Promise<Pr
   return principal
 }
 
-/** Parts of the HTTP context that a WebSocket never needs after its upgrade. */
-const HTTP_ONLY_KEYS = [
-  'request',
-  'headers',
-  'cookie',
-  'body',
-  'server',
-  'redirect',
-  'qi',
-  'url',
-  'route',
-  'path',
-  'query',
-  'params',
-]
-
 /**
- * Set `ctx[UPGRADE_CONTEXT] = ctx` in the route's `beforeHandle` to let `releaseHttpContext` reach the HTTP
- * context itself: Elysia keeps it alive in the closures it makes for each socket, beside the copy in `ws.data`,
- * and with it the Request, its Headers and the cookie jar.
+ * Upgrades the request to `handler` through the runtime seam, or throws 400 `not_a_websocket` (a plain GET, or
+ * an upgrade the runtime cannot complete). Return its result from the route. On Deno the idle timeout is two
+ * heartbeat intervals: the runtime pings a quiet peer after one and closes it, with 1001, after two.
  */
-export const UPGRADE_CONTEXT = Symbol('websocket:upgrade-context')
-
-/**
- * Elysia keeps the whole HTTP context of the upgrade (the Request, parsed headers, cookies) on every socket, in
- * two places. Call this in `open`, after reading what the socket needs: an idle connection then costs a few KB
- * less, which is most of its memory at 10,000 connections. The fields are emptied rather than deleted: a deleted
- * field turns the object into a dictionary, larger than the one it was.
- */
-export function releaseHttpContext(ws: { data: unknown; raw: unknown }): void {
-  const data = ws.data as Record<string | symbol, unknown> | undefined
-  const copies = [data, (ws.raw as { data?: unknown }).data, data?.[UPGRADE_CONTEXT]]
-  for (const copy of copies) {
-    if (!copy || typeof copy !== 'object') continue
-    for (const key of HTTP_ONLY_KEYS) {
-      // Accessors (Elysia's `server` getter) hold nothing of their own; only values are let go.
-      const field = Object.getOwnPropertyDescriptor(copy, key)
-      if (field && 'value' in field && field.value !== undefined && field.writable)
-        (copy as Record<string, unknown>)[key] = undefined
-    }
-    ;(copy as Record<symbol, unknown>)[UPGRADE_CONTEXT] = undefined
-  }
+export function upgradeSocket(
+  gantry: Gantry,
+  request: Request,
+  handler: SocketHandler,
+  headers?: Record<string, string | number>,
+  protocol?: string,
+): Response | string {
+  const server = gantry.state.get('core:server') as ServerHandle | undefined
+  const answer = server?.upgrade(request, handler, {
+    headers: headers as Record<string, string> | undefined,
+    protocol,
+    idleTimeoutSeconds: (2 * gantry.config.heartbeatIntervalMs) / 1000,
+  })
+  if (answer === undefined)
+    throw new HttpError(400, 'not_a_websocket', 'This route takes WebSocket upgrades only.')
+  return answer
 }
 
-/** The LiveSocket of a raw socket opened with `openLiveSocket`, if it is still open. */
-export function liveSocketOf(gantry: Gantry, raw: RawSocket): LiveSocket | undefined {
-  return registryOf(gantry).sockets.get(raw)
+/** The LiveSocket of a raw socket opened with `openLiveSocket`, if it is still open (a scan: for tests and tools). */
+export function liveSocketOf(gantry: Gantry, raw: RawSocket): LiveSocketBase | undefined {
+  for (const live of registryOf(gantry).sockets) if (live.raw === raw) return live
+  return undefined
 }
 
 /** Wraps an upgraded socket: heartbeat, limits, backpressure and the shutdown closer (see the file header). */
 export function openLiveSocket(gantry: Gantry, raw: RawSocket, options: LiveSocketOptions = {}): LiveSocket {
-  const registry = registryOf(gantry)
-  const live = new LiveSocket(gantry, raw, limitsOf(options), registry, options.onClose, options.logContext)
-  registry.sockets.set(raw, live)
-  // One closer per socket: GET /metrics counts SSE streams as gantry.connections less the sockets here.
-  gantry.connections.add(live.closer)
-  if (!registry.heartbeat) {
-    const interval = gantry.config.heartbeatIntervalMs
-    registry.heartbeat = setInterval(() => beat(registry, interval), interval)
-    registry.heartbeat.unref?.()
-  }
+  const live = new LiveSocket(gantry, limitsOf(options), options.onClose, options.logContext)
+  live.attach(raw)
   return live
 }
 
@@ -201,7 +201,9 @@ function limitsOf(options: LiveSocketOptions): Limits {
 
 function beat(registry: SocketRegistry, interval: number): void {
   const silentSince = Date.now() - 2 * interval
-  for (const live of registry.sockets.values()) {
+  for (const live of registry.sockets) {
+    // Deno pings and closes silent peers itself (the idle timeout upgradeSocket sets), and hides their pongs.
+    if (live.raw.ownsHeartbeat) continue
     if (live.lastSeen < silentSince) live.terminate()
     else live.ping()
   }
@@ -212,31 +214,55 @@ export function closeAllLiveSockets(gantry: Gantry, code: number, reason: string
   const registry = registryOf(gantry)
   clearInterval(registry.heartbeat)
   registry.heartbeat = undefined
-  for (const live of [...registry.sockets.values()]) live.close(code, reason)
+  for (const live of [...registry.sockets]) live.shut(code, reason)
 }
 
-export class LiveSocket {
+/**
+ * The socket plumbing of one connection: liveness, limits, backpressure, the shutdown closer. A handler either
+ * keeps a `LiveSocket` (from `openLiveSocket`) or is one, extending this class and calling `attach(peer)` in its
+ * `open` (StreamSocket does: one object per idle connection). `shut` closes it; subclasses hook `release()`.
+ */
+export abstract class LiveSocketBase {
   lastSeen = Date.now()
   private tokens: number
   private refilledAt = this.lastSeen
   private isClosed = false
+  /** The peer, from `attach` (the runtime's `open`). */
+  raw!: RawSocket
+  /** Neighbours in the app's socket list (SocketList). */
+  before: LiveSocketBase | undefined = undefined
+  after: LiveSocketBase | undefined = undefined
   /** For `gantry.connections`: shutdown closes with 1001. */
-  readonly closer = (code: number, reason: string) => this.close(code, reason)
+  readonly closer = (code: number, reason: string) => this.shut(code, reason)
 
   constructor(
     readonly gantry: Gantry,
-    readonly raw: RawSocket,
-    readonly options: Limits,
-    private readonly registry: SocketRegistry,
-    private readonly onClose?: () => void,
-    private readonly context?: Record<string, unknown>,
+    readonly options: Limits = LIVE_SOCKET_DEFAULTS,
   ) {
     this.tokens = options.floodBurst
   }
 
-  private get logContext(): Record<string, unknown> {
-    return this.context ?? {}
+  /** Joins the app's sockets: the heartbeat and, for GET /metrics and shutdown, `gantry.connections`. */
+  attach(raw: RawSocket): void {
+    this.raw = raw
+    const registry = registryOf(this.gantry)
+    registry.sockets.add(this)
+    // One closer per socket: GET /metrics counts SSE streams as gantry.connections less the sockets here.
+    this.gantry.connections.add(this.closer)
+    if (!registry.heartbeat) {
+      const interval = this.gantry.config.heartbeatIntervalMs
+      registry.heartbeat = setInterval(() => beat(registry, interval), interval)
+      registry.heartbeat.unref?.()
+    }
   }
+
+  /** Fields for this socket's log lines. */
+  protected get logContext(): Record<string, unknown> {
+    return {}
+  }
+
+  /** Runs once when the socket is gone, whoever closed it. */
+  protected release(): void {}
 
   get isOpen(): boolean {
     return !this.isClosed && this.raw.readyState === 1
@@ -255,20 +281,20 @@ export class LiveSocket {
     if (!this.isOpen) return undefined
     this.seen()
     if (!this.takeToken()) {
-      this.close(CloseCode.policyViolation, 'too many messages')
+      this.shut(CloseCode.policyViolation, 'too many messages')
       return undefined
     }
     if (typeof message === 'string' || message instanceof Uint8Array || message instanceof ArrayBuffer) {
       const size = typeof message === 'string' ? Buffer.byteLength(message) : message.byteLength
       if (size > this.options.maxFrameBytes) {
-        this.close(CloseCode.tooBig, `frames are limited to ${this.options.maxFrameBytes} bytes`)
+        this.shut(CloseCode.tooBig, `frames are limited to ${this.options.maxFrameBytes} bytes`)
         return undefined
       }
     } else if (message !== null && typeof message === 'object') {
       // Elysia already parsed the JSON; bound its depth before measuring (stringify recurses), then measure.
       if (this.refusedText(message)) return undefined
       if (Buffer.byteLength(JSON.stringify(message)) > this.options.maxFrameBytes) {
-        this.close(CloseCode.tooBig, `frames are limited to ${this.options.maxFrameBytes} bytes`)
+        this.shut(CloseCode.tooBig, `frames are limited to ${this.options.maxFrameBytes} bytes`)
         return undefined
       }
     }
@@ -329,14 +355,24 @@ export class LiveSocket {
     // > 0: written at once, nothing waiting. 0: Bun dropped it (its own limit). -1: queued behind earlier
     // frames: check how much is waiting (only then; with 1,000 subscribers the extra call adds up).
     if (status === 0 || (status < 0 && this.raw.getBufferedAmount() > this.options.maxBufferedBytes)) {
-      this.gantry.log.info(
-        { buffered: this.raw.getBufferedAmount(), limit: this.options.maxBufferedBytes, ...this.logContext },
-        'slow websocket closed',
-      )
-      this.close(CloseCode.tryAgainLater, 'client too slow; reconnect with ?since=<last seq>')
+      this.tooSlow()
       return false
     }
     return true
+  }
+
+  /** The runtime's late word that bytes are still queued (Deno, after a burst in one turn): 1013 past the limit. */
+  backlog(): void {
+    if (this.isOpen && this.raw.getBufferedAmount() > this.options.maxBufferedBytes) this.tooSlow()
+  }
+
+  /** Past `maxBufferedBytes` not yet taken by the peer (or dropped by the runtime): 1013, and the client resumes. */
+  tooSlow(): void {
+    this.gantry.log.info(
+      { buffered: this.raw.getBufferedAmount(), limit: this.options.maxBufferedBytes, ...this.logContext },
+      'slow websocket closed',
+    )
+    this.shut(CloseCode.tryAgainLater, 'client too slow; reconnect with ?since=<last seq>')
   }
 
   sendError(error: string, message: string, details?: unknown): void {
@@ -349,7 +385,7 @@ export class LiveSocket {
     if (this.isOpen) this.raw.ping()
   }
 
-  close(code: number = CloseCode.normal, reason = ''): void {
+  shut(code: number = CloseCode.normal, reason = ''): void {
     if (!this.isClosed && this.raw.readyState === 1) this.raw.close(code, reason)
     this.closed()
   }
@@ -364,16 +400,41 @@ export class LiveSocket {
   closed(): void {
     if (this.isClosed) return
     this.isClosed = true
-    this.registry.sockets.delete(this.raw)
+    const registry = registryOf(this.gantry)
+    registry.sockets.delete(this)
     this.gantry.connections.delete(this.closer)
-    if (!this.registry.sockets.size) {
-      clearInterval(this.registry.heartbeat)
-      this.registry.heartbeat = undefined
+    if (!registry.sockets.size) {
+      clearInterval(registry.heartbeat)
+      registry.heartbeat = undefined
     }
     try {
-      this.onClose?.()
+      this.release()
     } catch (err) {
       this.gantry.log.error({ err }, 'a socket onClose handler threw')
     }
+  }
+}
+
+/** The plumbing for a handler that keeps it beside its own state (the chat socket): `onClose` and `logContext` as options. */
+export class LiveSocket extends LiveSocketBase {
+  constructor(
+    gantry: Gantry,
+    options: Limits,
+    private readonly onClose?: () => void,
+    private readonly context?: Record<string, unknown>,
+  ) {
+    super(gantry, options)
+  }
+
+  protected override get logContext(): Record<string, unknown> {
+    return this.context ?? {}
+  }
+
+  protected override release(): void {
+    this.onClose?.()
+  }
+
+  close(code: number = CloseCode.normal, reason = ''): void {
+    this.shut(code, reason)
   }
 }

@@ -1,12 +1,13 @@
 import { Elysia } from 'elysia'
 import { auth, canSee } from '../../src/core/auth.ts'
 import { type Gantry, gantryContext } from '../../src/core/context.ts'
-import { ErrorBody, HttpError, NotFound } from '../../src/core/errors.ts'
+import { ErrorBody, NotFound } from '../../src/core/errors.ts'
 import { STREAM_ID } from '../../src/core/events.ts'
 import { parseSeq } from '../../src/core/input.ts'
 import type { PluginMeta } from '../../src/core/loader.ts'
-import { CloseCode, closeAllLiveSockets, guardUpgrade } from './connection.ts'
+import { CloseCode, closeAllLiveSockets, guardUpgrade, upgradeSocket } from './connection.ts'
 import { WsTicket } from './model.ts'
+import { knownStreamInfo, noteStreamInfo } from './stream-hub.ts'
 import { StreamSocket } from './stream-socket.ts'
 import { issueTicket, TICKET_TTL_SECONDS } from './tickets.ts'
 
@@ -18,7 +19,12 @@ export const meta: PluginMeta = {
 /** Auth, ownership and `since` for a stream, before any upgrade: 401/403/404/422 as plain HTTP answers. */
 export async function checkStreamRequest(gantry: Gantry, request: Request, id: string) {
   const user = await guardUpgrade(gantry, request)
-  const info = STREAM_ID.test(id) ? await gantry.events.streamInfo(id) : undefined
+  // A stream with sockets open here was read lately: a crowd reconnecting costs one query (see stream-hub.ts).
+  let info = STREAM_ID.test(id) ? knownStreamInfo(gantry, id) : undefined
+  if (!info && STREAM_ID.test(id)) {
+    info = await gantry.events.streamInfo(id)
+    noteStreamInfo(gantry, id, info)
+  }
   // Another user's stream is as unknown as a missing one: no hint that it exists.
   if (!info || !canSee(user, info.ownerId)) throw NotFound(`Stream ${id}`)
   const since = parseSeq(new URL(request.url).searchParams.get('since'))
@@ -47,22 +53,27 @@ export default new Elysia({ name: 'websocket', tags: ['Live'] })
       },
     },
   )
-  .ws('/ws/:id', {
-    async beforeHandle({ gantry, request, params, server, set }) {
+  .get(
+    '/ws/:id',
+    async ({ gantry, request, params, set }) => {
       const { user, info, since } = await checkStreamRequest(gantry, request, params.id)
-      const socket = new StreamSocket(gantry, user, info, params.id, since)
-      if (!server?.upgrade(request, { data: socket, headers: set.headers as Record<string, string> }))
-        throw new HttpError(400, 'not_a_websocket', 'This route takes WebSocket upgrades only.')
-      // Upgraded here, with a small `ws.data` (see stream-socket.ts): returning a value ends the request before
-      // Elysia's own upgrade runs. Bun has taken the connection over and sends nothing of this answer.
-      return ''
+      // Upgraded here, with a small handler per connection (see stream-socket.ts) rather than through Elysia's
+      // `.ws()`, which exists only on Bun and gives every socket a copy of the HTTP context.
+      return upgradeSocket(
+        gantry,
+        request,
+        new StreamSocket(gantry, user.userId, info.kind === 'task', params.id, since),
+        set.headers,
+      )
     },
-    detail: {
-      summary: 'Live events of a task or session (WebSocket)',
-      description:
-        'Auth before the upgrade (Bearer, session cookie or ?ticket=). `?since=<seq>` replays every event after seq, then continues live. Frames: `{type, task_id|session_id, seq, timestamp, data}`. Send `{"type":"INTERVENTION","guidance":"…"}` or `{"type":"ping"}`.',
+    {
+      detail: {
+        summary: 'Live events of a task or session (WebSocket)',
+        description:
+          'Auth before the upgrade (Bearer, session cookie or ?ticket=). `?since=<seq>` replays every event after seq, then continues live. Frames: `{type, task_id|session_id, seq, timestamp, data}`. Send `{"type":"INTERVENTION","guidance":"…"}` or `{"type":"ping"}`.',
+      },
     },
-  })
+  )
   .onStop((app) =>
     closeAllLiveSockets(
       (app.decorator as { gantry: Gantry }).gantry,

@@ -195,8 +195,10 @@ export const authRoutes = new Elysia({ name: 'gantry:auth-routes', tags: ['Auth'
   .use(auth)
   .post(
     '/api/auth/login',
-    async ({ body, gantry, request, server, set }) => {
+    async ({ body, gantry, request, set }) => {
       const { limiter } = authState(gantry)
+      // The seam's server, not Elysia's `server` (null on Deno, where Elysia does not serve).
+      const server = gantry.state.get('core:server') as Parameters<typeof clientAddress>[1]
       const address = clientAddress(request, server, gantry.config.trustedProxies)
       const wait = limiter.retryAfter(address)
       if (wait > 0) throw TooMany(`Too many failed logins from ${address}; try again in ${wait} s.`, wait)

@@ -55,7 +55,7 @@ export interface Store {
 }
 
 const MIGRATIONS_LOCK = 0x6a_6e_74_72 // 'gntr': one advisory lock for every instance's migrations
-export const CORE_MIGRATIONS = resolve(import.meta.dir, '../../migrations')
+export const CORE_MIGRATIONS = resolve(import.meta.dirname, '../../migrations')
 
 /** The database could not be reached (at start, or for one request while running). */
 export class DatabaseUnavailableError extends Error {

@@ -4,7 +4,7 @@ import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from './context.ts'
 import { ErrorBody, NotFound } from './errors.ts'
 import { GENERATED_SPEC_PATH, servedDocs } from './openapi.ts'
-import { fileResponse, packageDir } from './runtime.ts'
+import { fileResponse, packageDir, runtimeName } from './runtime.ts'
 
 const OLLAMA_CACHE_MS = 5000
 
@@ -70,7 +70,7 @@ export const PAGE_PROVIDER = 'core:page'
 
 // For every page of the server (console, /docs, /vnc/): browsers ask for /favicon.ico whatever the page says.
 const favicon = (file: string) => () =>
-  fileResponse(join(import.meta.dir, 'assets', file), 'public, max-age=86400')
+  fileResponse(join(import.meta.dirname, 'assets', file), 'public, max-age=86400')
 
 const swaggerUiDir = () => packageDir('swagger-ui-dist')
 const SWAGGER_ASSETS = new Set(['swagger-ui-bundle.js', 'swagger-ui.css', 'favicon-32x32.png'])
@@ -177,6 +177,7 @@ export const coreRoutes = (version: string) =>
         return {
           name: 'gantry',
           version: gantry.version,
+          runtime: runtimeName,
           status: gantry.stopping ? 'stopping' : 'running',
           endpoints: endpoints(gantry),
           plugins: gantry.plugins.map((p) => ({
@@ -192,6 +193,7 @@ export const coreRoutes = (version: string) =>
             t.Object({
               name: t.String(),
               version: t.String(),
+              runtime: t.String({ description: 'What serves it, e.g. "bun 1.4.5" or "deno 2.9.6"' }),
               status: t.String(),
               endpoints: t.Record(t.String(), t.String()),
               plugins: t.Array(

@@ -1,61 +1,58 @@
 /**
- * The runtime seam: every Bun-only API the core and plugins need (serving, files, processes, TCP) sits here,
- * behind small functions over Web-standard types, so another runtime (Deno) needs only this file redone.
+ * The runtime seam: everything that differs between Bun and Deno (serving and listening, WebSocket upgrade,
+ * send, backpressure and heartbeat, the client's address, per-request timeouts, static file responses) sits
+ * behind these functions, chosen once at load; runtime/bun.ts and runtime/deno.ts hold the two sides. Package
+ * resolution and processes use `node:` modules, which both runtimes have.
  */
+import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { Elysia } from 'elysia'
+import { bunFileResponse, bunFreeLoopbackPort, bunRuntimeName, listenBun } from './runtime/bun.ts'
+import { denoFileResponse, denoFreeLoopbackPort, denoRuntimeName, listenDeno } from './runtime/deno.ts'
+import type { ListenOptions, ServerHandle } from './runtime/types.ts'
 
-export const runtimeName = typeof Bun !== 'undefined' ? `bun ${Bun.version}` : 'unknown'
+export type {
+  ServerHandle,
+  SocketHandler,
+  SocketPeer,
+  UpgradeOptions,
+} from './runtime/types.ts'
 
-export interface ServerHandle {
-  port: number
-  hostname: string
-  requestIP(request: Request): { address: string } | null
-  /** Per-request idle timeout in seconds (0 = none), for streams that stay open (SSE). */
-  timeout(request: Request, seconds: number): void
-  /** Stops accepting; `force` also closes open connections. */
-  stop(force: boolean): Promise<void>
-}
+/** True when running on Deno (Elysia then uses its Web-standard adapter). */
+export const onDeno = 'Deno' in globalThis
+
+export const runtimeName = onDeno
+  ? denoRuntimeName()
+  : typeof Bun !== 'undefined'
+    ? bunRuntimeName()
+    : 'unknown'
 
 /** Starts serving an Elysia app. Start hooks are the caller's business (see lifecycle in src/server.ts). */
-export function listen(
-  app: Elysia<any, any, any, any, any, any, any>,
-  opts: { port: number; hostname: string; maxRequestBodySize: number; idleTimeoutSeconds?: number },
-): ServerHandle {
-  app.listen({
-    port: opts.port,
-    hostname: opts.hostname,
-    // A second instance on a taken port must fail loudly rather than silently share it.
-    reusePort: false,
-    // Bun answers bodies past this itself, in plain text; the caller sets it beyond BODY_LIMIT_BYTES so that the
-    // HTTP layer's JSON 413 is the one clients see.
-    maxRequestBodySize: opts.maxRequestBodySize,
-    idleTimeout: opts.idleTimeoutSeconds ?? 60,
-    development: false,
-  })
-  const server = app.server!
-  return {
-    port: server.port!,
-    hostname: server.hostname!,
-    requestIP: (request) => server.requestIP(request),
-    timeout: (request, seconds) => server.timeout(request, seconds),
-    stop: (force) => server.stop(force),
-  }
+export function listen(app: Elysia<any, any, any, any, any, any, any>, opts: ListenOptions): ServerHandle {
+  return onDeno ? listenDeno(app, opts) : listenBun(app, opts)
 }
 
-/** A file as a streaming Response, or 404 when it is missing. */
-export function fileResponse(path: string, cacheControl?: string): Response {
-  const file = Bun.file(path)
-  return new Response(file, {
-    headers: cacheControl
-      ? { 'cache-control': cacheControl, 'content-type': file.type }
-      : { 'content-type': file.type },
-  })
-}
+/**
+ * A file as a streaming Response with its content type (from the name, as browsers need for ES modules), or 404
+ * when it is missing. For a folder of assets, find the file with `fileInFolder` first.
+ */
+export const fileResponse: (path: string, cacheControl?: string) => Response = onDeno
+  ? denoFileResponse
+  : bunFileResponse
 
-/** The folder of an installed npm package (for serving its assets). */
+/** A TCP port on 127.0.0.1 that was free a moment ago (the caller retries if another process takes it). */
+export const freeLoopbackPort: () => number = onDeno ? denoFreeLoopbackPort : bunFreeLoopbackPort
+
+/**
+ * The folder of an installed npm package (for serving its assets): the nearest node_modules that has it, as
+ * Node resolves. By folder rather than `require.resolve`: packages whose `exports` omit package.json refuse that.
+ */
 export function packageDir(name: string): string {
-  return dirname(Bun.resolveSync(join(name, 'package.json'), import.meta.dir))
+  for (let dir = import.meta.dirname; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name)
+    if (existsSync(join(candidate, 'package.json'))) return candidate
+    if (dirname(dir) === dir) throw new Error(`package ${name} is not installed`)
+  }
 }
 
 /** True while a process with this pid exists. */
@@ -66,16 +63,4 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false
   }
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago (the caller retries if another process takes it). */
-export function freeLoopbackPort(): number {
-  const listener = Bun.listen({
-    hostname: '127.0.0.1',
-    port: 0,
-    socket: { data() {} },
-  })
-  const port = listener.port
-  listener.stop(true)
-  return port
 }

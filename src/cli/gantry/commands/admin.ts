@@ -1,4 +1,5 @@
 /** `gantry keys` (admins), `gantry desktop status|start|stop`, `gantry logs -f` (the server log, admins). */
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Command } from 'commander'
 import { authHeaders, call, connectionFetch, httpError, Unreachable } from '../client.ts'
 import { type Context, contextOf, type Run } from '../context.ts'
@@ -206,7 +207,7 @@ export function registerAdminCommands(program: Command, run: Run) {
           }
           const delay = Math.min(5000, 250 * 2 ** attempt++)
           ctx.out.note(c.yellow(`server log stream lost; reconnecting in ${(delay / 1000).toFixed(1)} s`))
-          await Bun.sleep(delay)
+          await sleep(delay)
         }
       }),
     )
