@@ -52,6 +52,58 @@ afterAll(async () => {
 const progressOf = (page: Page, name: string) =>
   page.getByRole('progressbar', { name, exact: true }).first().getAttribute('value')
 
+/**
+ * Every text each answer showed, as the page painted it (a MutationObserver per page load, across reloads), and
+ * the chat sockets' frames by type: the console asks for live tokens, so their deltas come tentative first.
+ */
+async function watchAnswers(page: Page, onTentative?: () => void) {
+  const shown = new Map<string, string[]>()
+  const sockets: string[] = []
+  // dropped: tentative frames neither acknowledged nor retracted when their socket closed.
+  const frames = { tentative: 0, ack: 0, retract: 0, dropped: 0 }
+  await page.exposeFunction('__answerShown', (id: string, text: string) => {
+    const list = shown.get(id) ?? []
+    list.push(text)
+    shown.set(id, list)
+  })
+  await page.addInitScript(() => {
+    const previous = new Map<string, string>()
+    new MutationObserver(() => {
+      for (const answer of Array.from(document.querySelectorAll('article[data-role=assistant]'))) {
+        const id = answer.getAttribute('data-message-id') ?? ''
+        const text = answer.querySelector('.md')?.textContent?.trim() ?? ''
+        if (previous.get(id) === text) continue
+        previous.set(id, text)
+        ;(window as any).__answerShown(id, text)
+      }
+    }).observe(document, { subtree: true, childList: true, characterData: true })
+  })
+  page.on('websocket', (ws) => {
+    if (!ws.url().includes('/ws/chat/')) return
+    sockets.push(ws.url())
+    const open = new Set<number>()
+    ws.on('framereceived', ({ payload }) => {
+      const frame = JSON.parse(String(payload))
+      if (typeof frame.tentative === 'number') {
+        frames.tentative++
+        open.add(frame.tentative)
+        onTentative?.()
+      } else if (frame.type === 'ack' || frame.type === 'retract') {
+        frames[frame.type === 'ack' ? 'ack' : 'retract']++
+        for (const id of frame.tentative) open.delete(id)
+      }
+    })
+    ws.on('close', () => (frames.dropped += open.size))
+  })
+  /** The texts one answer showed, each a prefix of the final one (no word shown twice, none in a wrong place). */
+  const expectGrowing = (id: string, final: string) => {
+    const texts = shown.get(id) ?? []
+    expect(texts.length).toBeGreaterThan(3)
+    for (const text of texts) expect(final.startsWith(text)).toBe(true)
+  }
+  return { shown, sockets, frames, expectGrowing }
+}
+
 describeBrowser('the console, end to end', () => {
   const tab = useBrowser(() => server.url)
 
@@ -155,6 +207,7 @@ describeBrowser('the console, end to end', () => {
   test('chat: the answer streams in; a reload mid-answer loses and doubles nothing', async () => {
     const { page, problems } = tab()
     ollama.enqueue({ content: SLOW_ANSWER, tokensPerSecond: 15 })
+    const answers = await watchAnswers(page)
     await shootOnFailure(page, 'e2e-chat', async () => {
       await signIn(page, server.url, ADMIN_KEY)
       await openNav(page, 'Chat')
@@ -178,6 +231,12 @@ describeBrowser('the console, end to end', () => {
       expect(await again.getByTestId('metrics').textContent()).toMatch(/tokens\/s · first token \d+ ms/)
       expect(await page.locator('article[data-role=user]').count()).toBe(1)
       expect(await page.locator('article[data-role=assistant]').count()).toBe(1)
+      // Live tokens: deltas shown before their commit, then acknowledged; every text shown on the way (before
+      // and after the reload) was the start of the final answer.
+      expect(answers.sockets.every((url) => url.includes('tentative=1'))).toBe(true)
+      expect(answers.frames.tentative).toBeGreaterThan(10)
+      expect(answers.frames.ack).toBeGreaterThan(0)
+      answers.expectGrowing((await again.getAttribute('data-message-id'))!, SLOW_ANSWER)
       // A second question, answered at once by the default reply.
       await page.getByLabel('Message', { exact: true }).fill('And at sunset?')
       await page.getByRole('button', { name: 'Send', exact: true }).click()
@@ -186,6 +245,39 @@ describeBrowser('the console, end to end', () => {
     })
     expectNoProblems(problems)
   }, 90_000)
+
+  test('chat with live tokens: before its response the answer shown is exactly the answer, each word once', async () => {
+    const { page, problems } = tab()
+    const words = Array.from({ length: 60 }, (_, i) => `live${i}`).join(' ')
+    // The whole answer streams, then the model holds on: no `response` yet, so what shows came from the deltas.
+    ollama.enqueue({ content: words, tokensPerSecond: 30, hang: true })
+    const answers = await watchAnswers(page)
+    const created = await server.api('/api/sessions', { method: 'POST', json: { title: 'Live tokens' } })
+    await shootOnFailure(page, 'e2e-chat-live', async () => {
+      await signIn(page, server.url, ADMIN_KEY)
+      await page.goto(`${server.url}/#/chat/${created.body.session_id}`)
+      await page.getByRole('heading', { level: 1, name: 'Live tokens' }).waitFor()
+      await page.getByLabel('Message', { exact: true }).fill('Count for me')
+      await page.getByRole('button', { name: 'Send', exact: true }).click()
+      const answer = page.locator('article[data-role=assistant]').last()
+      await answer.getByText('live20', { exact: false }).waitFor({ timeout: 20_000 })
+      await screenshot(page, 'chat-live')
+      const shown = async () => (await answer.locator('.md').textContent())?.trim()
+      await waitFor(async () => (await shown()) === words, 20_000, 'the whole answer before its response')
+      expect(await answer.getByTestId('metrics').count()).toBe(0)
+      expect(await answer.getByText('Stopped before the end.').count()).toBe(0)
+      expect(answers.sockets.length).toBeGreaterThan(0)
+      expect(answers.sockets.every((url) => url.includes('tentative=1'))).toBe(true)
+      expect(answers.frames.tentative).toBeGreaterThan(10)
+      answers.expectGrowing((await answer.getAttribute('data-message-id'))!, words)
+      // Stopped: the committed answer is the text shown, nothing added or taken away.
+      await page.getByRole('button', { name: 'Stop', exact: true }).click()
+      await answer.getByText('Stopped before the end.').waitFor({ timeout: 10_000 })
+      expect(await shown()).toBe(words)
+      expect(answers.frames.ack).toBeGreaterThan(0)
+    })
+    expectNoProblems(problems)
+  }, 60_000)
 
   test('a long conversation opens at its end and pages back to its first message', async () => {
     const { page, problems } = tab()
@@ -353,6 +445,13 @@ describeBrowser('the console across a network drop', () => {
     const { page, problems } = tab()
     const words = Array.from({ length: 60 }, (_, i) => `drop${i}`).join(' ')
     const created = await server.api('/api/sessions', { method: 'POST', json: { title: 'Through a tunnel' } })
+    // The network goes down just after a tentative frame came: its ack cannot follow it.
+    let cutOnNext = false
+    const answers = await watchAnswers(page, () => {
+      if (!cutOnNext) return
+      cutOnNext = false
+      proxy.cut()
+    })
     await shootOnFailure(page, 'e2e-drop', async () => {
       await signIn(page, origin(), ADMIN_KEY)
       await page.goto(`${origin()}/#/chat/${created.body.session_id}`)
@@ -362,12 +461,19 @@ describeBrowser('the console across a network drop', () => {
       await page.getByRole('button', { name: 'Send', exact: true }).click()
       const answer = page.locator('article[data-role=assistant]').last()
       await answer.getByText('drop3', { exact: false }).waitFor({ timeout: 20_000 })
-      proxy.cut()
+      cutOnNext = true
       await page.getByRole('alert').filter({ hasText: 'Offline: reconnecting…' }).waitFor({ timeout: 10_000 })
       await Bun.sleep(1500)
       proxy.restore()
       await answer.getByTestId('metrics').waitFor({ timeout: 30_000 })
       expect((await answer.locator('.md').textContent())!.trim()).toBe(words)
+      // Two sockets with live tokens; what the first showed unacknowledged went with it (the console dropped
+      // it), and the second resumed by seq: every text shown on the way was the start of the answer.
+      expect(answers.sockets.length).toBeGreaterThan(1)
+      expect(answers.sockets.every((url) => url.includes('tentative=1'))).toBe(true)
+      expect(answers.sockets.slice(1).every((url) => /[?&]since=\d+/.test(url))).toBe(true)
+      answers.expectGrowing((await answer.getAttribute('data-message-id'))!, words)
+      expect(answers.frames.dropped).toBeGreaterThan(0)
       await page
         .getByRole('alert')
         .filter({ hasText: 'Offline' })

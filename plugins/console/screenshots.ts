@@ -4,9 +4,11 @@
  * Run by hand: `bun plugins/console/screenshots.ts docs/screenshots`. PNGs are reduced to 64 colours when
  * ImageMagick's `convert` is there.
  */
-import { mkdirSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Page } from 'playwright-core'
+import { which } from '../../src/core/which.ts'
 import { launchBrowser, openNav, signIn } from '../../test/browser.ts'
 import { startMockOllama } from '../../test/fakes/ollama.ts'
 import { ADMIN_KEY, removeTempDirs, startTestServer, waitFor } from '../../test/helpers.ts'
@@ -89,7 +91,7 @@ const shots: [string, (page: Page) => Promise<void>][] = [
         .first()
         .waitFor()
       // With Xvfb and x11vnc installed, show it running (black: no window is open on it).
-      if (Bun.which('Xvfb') && Bun.which('x11vnc')) {
+      if (which('Xvfb') && which('x11vnc')) {
         await page.getByRole('button', { name: 'Start desktop', exact: true }).click()
         await page.getByText(/^Connected to/).waitFor({ timeout: 30_000 })
       }
@@ -135,9 +137,9 @@ await browser.close()
 await server.stop()
 await ollama.stop()
 removeTempDirs()
-const convert = Bun.which('convert')
+const convert = which('convert')
 if (convert)
-  for (const file of new Bun.Glob('*.png').scanSync(out))
-    Bun.spawnSync([convert, join(out, file), '-strip', '+dither', '-colors', '64', join(out, file)])
+  for (const file of readdirSync(out).filter((name) => name.endsWith('.png')))
+    spawnSync(convert, [join(out, file), '-strip', '+dither', '-colors', '64', join(out, file)])
 console.log(`screenshots in ${out}`)
 process.exit(0)

@@ -25,11 +25,33 @@ export const CHAT_CONCURRENCY = 128
  * Under load a batch grows to whatever arrived during one commit; consecutive deltas of one kind become one
  * event. Answer deltas are `content` events, reasoning deltas `reasoning` events. Every append carries the
  * job's fence; once one is refused (another instance took the answer over) nothing more is sent.
+ *
+ * Each delta is also shown at once, before any commit, to this instance's sockets that asked for it
+ * (`events.preview`); the event it is merged into names those previews (`previewed`), so the commit reaches
+ * those sockets as an ack, and an append that does not commit as a retraction. A delta that is never
+ * appended (the batcher stopped) is retracted here. Deltas that a socket already has live need not hurry to
+ * the log: while everything pending is such a delta, the batch gathers for LIVE_COMMIT_MS first (fewer,
+ * larger events: less work for this process and for Postgres); any other event ends the wait.
  */
+interface Pending {
+  type: string
+  data: Record<string, unknown>
+  /** The tentative ids this event stands for (the previews of the deltas merged into it). */
+  previewed: number[]
+}
+
+const MERGED = new Set(['content', 'reasoning'])
+/** How long deltas already shown live may wait to be merged into one append. */
+export const LIVE_COMMIT_MS = 50
+
 class EventBatcher {
-  private pending: { type: string; data: Record<string, unknown> }[] = []
+  private pending: Pending[] = []
   private flushing: Promise<void> | undefined
   private failure: unknown
+  /** When the oldest pending event was pushed. */
+  private firstAt = 0
+  /** Ends the gathering wait early. */
+  private wake: (() => void) | undefined = undefined
 
   constructor(
     private readonly gantry: Gantry,
@@ -39,22 +61,49 @@ class EventBatcher {
 
   push(type: string, data: Record<string, unknown>): void {
     if (this.failure) return // a refused write is never retried
+    const merged = MERGED.has(type)
+    // Only deltas are shown before their commit; the previewed object is never changed afterwards.
+    const id = merged ? this.gantry.events.preview(this.stream, type, data) : undefined
     const last = this.pending.at(-1)
-    if (last && last.type === type && (type === 'content' || type === 'reasoning'))
-      last.data.content = `${last.data.content}${data.content}`
-    else this.pending.push({ type, data })
+    if (!last) this.firstAt = performance.now()
+    if (id === undefined) this.wake?.()
+    // A delta nobody took live never merges with one somebody did (nor the other way round): an event acked
+    // as its previews must hold nothing else, or a socket that joined in between would miss that text.
+    if (merged && last && last.type === type && (id === undefined) === (last.previewed.length === 0)) {
+      last.data = { ...last.data, content: `${last.data.content}${data.content}` }
+      if (id !== undefined) last.previewed.push(id)
+    } else this.pending.push({ type, data, previewed: id === undefined ? [] : [id] })
     this.flushing ??= this.drain()
   }
 
   private async drain(): Promise<void> {
     try {
       while (this.pending.length) {
+        const wait = this.firstAt + LIVE_COMMIT_MS - performance.now()
+        if (wait > 0 && this.pending.every((p) => p.previewed.length)) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait)
+            this.wake = () => {
+              clearTimeout(timer)
+              resolve()
+            }
+          })
+          this.wake = undefined
+        }
         const batch = this.pending
         this.pending = []
-        await this.gantry.events.appendMany(this.stream, batch, { fence: this.fence })
+        await this.gantry.events.appendMany(this.stream, batch, {
+          fence: this.fence,
+          previewed: batch.map((p) => p.previewed),
+        })
       }
     } catch (err) {
       this.failure ??= err
+      // The refused batch was retracted by the log; what gathered meanwhile will never be appended.
+      this.gantry.events.retract(
+        this.stream,
+        this.pending.flatMap((p) => p.previewed),
+      )
       this.pending = []
     } finally {
       this.flushing = undefined
@@ -63,6 +112,7 @@ class EventBatcher {
 
   /** Waits until everything pushed is committed; rethrows an append failure. */
   async flush(): Promise<void> {
+    this.wake?.()
     while (this.flushing) await this.flushing
     if (this.failure) throw this.failure
   }

@@ -1,11 +1,12 @@
 import { eq } from 'drizzle-orm'
 import { Elysia, t } from 'elysia'
 import { type Gantry, gantryContext } from '../../src/core/context.ts'
-import { HttpError } from '../../src/core/errors.ts'
-import type { StoredEvent, Subscription } from '../../src/core/events.ts'
+import { HttpError, Unprocessable } from '../../src/core/errors.ts'
+import type { StoredEvent, Subscription, TentativeEvent, TentativeHandlers } from '../../src/core/events.ts'
 import { parseSeq } from '../../src/core/input.ts'
 import type { Principal } from '../../src/core/keys.ts'
-import { guardUpgrade, liveSocketOf, openLiveSocket, releaseHttpContext } from '../websocket/connection.ts'
+import type { SocketHandler, SocketPeer } from '../../src/core/runtime.ts'
+import { guardUpgrade, type LiveSocket, openLiveSocket, upgradeSocket } from '../websocket/connection.ts'
 import { cancelChat, startChat } from './chat.ts'
 import { MESSAGE_MAX_CHARS } from './model.ts'
 import { chatMessages } from './schema.ts'
@@ -25,6 +26,71 @@ const frameOf = (e: StoredEvent): Frame => ({
   seq: e.seq,
 })
 
+/** The events a socket that opted in (`?tentative=1`) is shown before their commit: the answer's text deltas. */
+const TENTATIVE_TYPES = new Set(['content', 'reasoning'])
+
+/** How long acknowledgements wait to be sent together: they move the resume point, never show text. */
+export const ACK_DELAY_MS = 40
+
+/**
+ * Live tokens before the commit, for a socket that asked for them. A tentative frame is the delta without a
+ * `seq`, with `tentative: <id>` instead. `ack {seq, tentative: [ids]}` says those frames are committed and so
+ * is every event up to `seq` (the resume point moves there); `retract {tentative: [ids]}` says they will never
+ * commit: drop them. A socket that closes takes its unacknowledged frames with it (the client drops them and
+ * resumes by the last seq it has). Only the instance generating an answer shows it tentatively.
+ *
+ * Acks of consecutive events are sent as one frame, at most ACK_DELAY_MS late, and always before the next
+ * frame with a seq: a frame per token and not two, and seqs still reach the client in order.
+ */
+class TentativeFrames implements TentativeHandlers {
+  private ackSeq = 0
+  private acked: number[] = []
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined
+
+  constructor(private readonly transport: ChatTransport) {}
+
+  onEvent(e: TentativeEvent): boolean {
+    if (!TENTATIVE_TYPES.has(e.type)) return false
+    this.transport.send({ ...(e.data as Record<string, unknown>), type: e.type, tentative: e.tentative })
+    return true
+  }
+
+  onAck(seq: number, tentative: number[]): void {
+    this.ackSeq = seq
+    for (const id of tentative) this.acked.push(id)
+    this.timer ??= setTimeout(() => this.flush(), ACK_DELAY_MS)
+  }
+
+  onRetract(tentative: number[]): void {
+    this.transport.send({ type: 'retract', tentative })
+  }
+
+  /** Sends the acks gathered so far (before any frame with a seq, and on the timer). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    if (!this.acked.length) return
+    const tentative = this.acked
+    this.acked = []
+    this.transport.send({ type: 'ack', seq: this.ackSeq, tentative })
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    this.acked = []
+  }
+}
+
+/** `?tentative=`: 1/true opts in to live tokens before their commit, 0/false (or absent) keeps to committed events. */
+export function parseTentative(raw: string | null): boolean {
+  if (raw === null || raw === '0' || raw === 'false') return false
+  if (raw === '1' || raw === 'true') return true
+  throw Unprocessable('query/tentative must be 1, true, 0 or false.', [
+    { path: 'query/tentative', message: 'expected 1, true, 0 or false' },
+  ])
+}
+
 /**
  * One chat socket, independent of the WebSocket plumbing: `connected` on open, then the session's events
  * (replayed from `since`, else from the answer in progress, else live only), and the client's commands:
@@ -34,6 +100,7 @@ const frameOf = (e: StoredEvent): Frame => ({
 export class ChatSocket {
   private session: SessionRow | undefined
   private subscription: Subscription | undefined
+  private frames: TentativeFrames | undefined
   private readonly ready: Promise<void>
   private closed = false
 
@@ -43,6 +110,7 @@ export class ChatSocket {
     private readonly transport: ChatTransport,
     sessionRef: string,
     since: number | undefined,
+    private readonly tentative = false,
   ) {
     this.ready = this.open(sessionRef, since).catch((err) => {
       const e = err instanceof HttpError ? err : undefined
@@ -76,17 +144,24 @@ export class ChatSocket {
       generating: session.activeMessageId !== null,
       active_message_id: session.activeMessageId,
       heartbeat_ms: this.gantry.config.heartbeatIntervalMs,
+      ...(this.tentative ? { tentative: true } : {}),
     })
+    const frames = this.tentative ? new TentativeFrames(this.transport) : undefined
+    this.frames = frames
     this.subscription = this.gantry.events.subscribe(
       session.id,
       from,
-      (e) => this.transport.send(frameOf(e)),
+      (e) => {
+        frames?.flush()
+        this.transport.send(frameOf(e))
+      },
       {
         onEnd: (reason) => {
           if (reason !== 'deleted') return
           this.error('session_deleted', 'This session was deleted.')
           this.transport.close(1000, 'session deleted')
         },
+        tentative: frames,
       },
     )
   }
@@ -185,6 +260,7 @@ export class ChatSocket {
   close(): void {
     this.closed = true
     this.subscription?.close()
+    this.frames?.close()
   }
 }
 
@@ -213,65 +289,99 @@ function chatPings(gantry: Gantry): Set<ChatTransport> {
   return s.sockets
 }
 
-const chats = new WeakMap<object, ChatSocket>()
+/**
+ * One chat connection as the runtime seam sees it: the socket plumbing (LiveSocket, the JSON pings) around a
+ * ChatSocket. Methods on the prototype, shared by every connection.
+ */
+class ChatConnection implements SocketHandler {
+  private live: LiveSocket | undefined = undefined
+  private chat: ChatSocket | undefined = undefined
+  private transport: ChatTransport | undefined = undefined
+
+  constructor(
+    private readonly gantry: Gantry,
+    private readonly user: Principal,
+    private readonly sessionRef: string,
+    private readonly since: number | undefined,
+    private readonly tentative: boolean,
+  ) {}
+
+  open(peer: SocketPeer): void {
+    const { gantry } = this
+    const live = openLiveSocket(gantry, peer, {
+      logContext: { session: this.sessionRef },
+      onClose: () => {
+        this.chat?.close()
+        if (this.transport) chatPings(gantry).delete(this.transport)
+      },
+    })
+    this.live = live
+    const transport: ChatTransport = {
+      send: (frame) => void live.send(frame),
+      close: (code, reason) => live.close(code, reason),
+    }
+    this.transport = transport
+    chatPings(gantry).add(transport)
+    this.chat = new ChatSocket(gantry, this.user, transport, this.sessionRef, this.since, this.tentative)
+  }
+
+  message(_peer: SocketPeer, message: string | Uint8Array): void {
+    const frame = this.live?.receive(message)
+    if (frame)
+      this.chat
+        ?.receive(frame)
+        .catch((err) => this.gantry.log.error({ err, session: this.sessionRef }, 'chat frame failed'))
+  }
+
+  pong(): void {
+    this.live?.seen()
+  }
+
+  backlog(): void {
+    this.live?.backlog()
+  }
+
+  close(): void {
+    this.live?.closed()
+  }
+}
 
 /**
  * WS /ws/chat/:session_id — the original streaming-reasoning protocol over the websocket plugin's connection
  * handling (Origin and auth before the upgrade, heartbeat, frame and flood limits, backpressure, 1001 on stop).
  */
-export const chatSocket = new Elysia({ name: 'sessions:ws-chat' })
-  .use(gantryContext)
-  .ws('/ws/chat/:session_id', {
+export const chatSocket = new Elysia({ name: 'sessions:ws-chat' }).use(gantryContext).get(
+  '/ws/chat/:session_id',
+  async ({ gantry, request, params, set }) => {
+    const user = await guardUpgrade(gantry, request)
+    // The one parser of every resume position (a 422 before the upgrade); absent means "from the answer in progress".
+    const query = new URL(request.url).searchParams
+    const raw = query.get('since')
+    const since = raw === null ? undefined : parseSeq(raw)
+    const tentative = parseTentative(query.get('tentative'))
+    return upgradeSocket(
+      gantry,
+      request,
+      new ChatConnection(gantry, user, params.session_id, since, tentative),
+      set.headers,
+    )
+  },
+  {
     params: t.Object({ session_id: t.String({ minLength: 1, maxLength: 128 }) }),
     query: t.Object({
       since: t.Optional(t.String({ description: 'Seq to resume after (digits only)' })),
+      tentative: t.Optional(
+        t.String({
+          description:
+            '1: answer deltas from the generating instance before their commit (tentative frames, then ack or retract)',
+        }),
+      ),
       ticket: t.Optional(t.String()),
     }),
     detail: {
       summary: 'Chat with streamed reasoning',
       description:
-        'Sends `connected`, then reasoning deltas (`reasoning`), `reasoning_complete`, answer deltas (`content`), `tool_call`, `tool_result`, `response`, `error`, `notice` and `ping`. Send `{type:"chat", payload:{message, agent_name, enable_reasoning}}` or `{type:"cancel"}`. `?since=<seq>` resumes.',
+        'Sends `connected`, then reasoning deltas (`reasoning`), `reasoning_complete`, answer deltas (`content`), `tool_call`, `tool_result`, `response`, `error`, `notice` and `ping`. Send `{type:"chat", payload:{message, agent_name, enable_reasoning}}` or `{type:"cancel"}`. `?since=<seq>` resumes. `?tentative=1` adds answer deltas before their commit: frames with `tentative` instead of `seq`, then `ack {seq, tentative}` or `retract {tentative}`.',
     },
-    async beforeHandle(ctx) {
-      // Elysia runs a ws route's beforeHandle twice (as a route hook, then before upgrading): check once, or
-      // the second run would find the single-use ticket already spent (as in the websocket plugin).
-      if ((ctx as { user?: Principal }).user) return
-      const user = await guardUpgrade(ctx.gantry, ctx.request)
-      // The one parser of every resume position (a 422 before the upgrade); absent means "from the answer in progress".
-      const raw = new URL(ctx.request.url).searchParams.get('since')
-      Object.assign(ctx, { user, since: raw === null ? undefined : parseSeq(raw) })
-    },
-    open(ws) {
-      const { gantry, user, params, since } = ws.data as typeof ws.data & {
-        user: Principal
-        since: number | undefined
-      }
-      releaseHttpContext(ws)
-      let transport: ChatTransport | undefined
-      const live = openLiveSocket(gantry, ws.raw as any, {
-        logContext: { session: params.session_id },
-        onClose: () => {
-          chats.get(ws.raw)?.close()
-          chats.delete(ws.raw)
-          if (transport) chatPings(gantry).delete(transport)
-        },
-      })
-      transport = {
-        send: (frame) => void live.send(frame),
-        close: (code, reason) => live.close(code, reason),
-      }
-      chatPings(gantry).add(transport)
-      chats.set(ws.raw, new ChatSocket(gantry, user, transport, params.session_id, since))
-    },
-    async message(ws, message) {
-      const gantry = (ws.data as { gantry: Gantry }).gantry
-      const frame = liveSocketOf(gantry, ws.raw as any)?.receive(message)
-      if (frame) await chats.get(ws.raw)?.receive(frame)
-    },
-    pong(ws) {
-      liveSocketOf((ws.data as { gantry: Gantry }).gantry, ws.raw as any)?.seen()
-    },
-    close(ws) {
-      liveSocketOf((ws.data as { gantry: Gantry }).gantry, ws.raw as any)?.closed()
-    },
-  })
+  },
+)

@@ -11,8 +11,11 @@ export interface ToolItem {
 export interface ChatMessage {
   id: string
   role: string
+  /** What is shown: the committed text, then this message's tentative text not acknowledged yet. */
   content: Signal<string>
   thinking: Signal<string>
+  /** The committed text only (stored, from events with a seq and acknowledged tentative frames). */
+  kept: { content: string; thinking: string }
   tools: Signal<ToolItem[]>
   status: Signal<string>
   metrics: Signal<string>
@@ -48,6 +51,7 @@ export function fromStored(m: StoredMessage): ChatMessage {
     role: m.role,
     content: signal(m.content),
     thinking: signal(m.thinking ?? ''),
+    kept: { content: m.content, thinking: m.thinking ?? '' },
     tools: signal([
       ...m.tool_calls.map((c) => ({
         kind: 'call' as const,
@@ -84,15 +88,37 @@ export const blank = (id: string, role: string, content = '', status = 'streamin
     timings: null,
   })
 
-/** The conversation as the chat socket tells it: deltas append to their message, `response` closes it. */
+type Field = 'content' | 'thinking'
+
+/** A tentative frame shown but not acknowledged yet: its message, where its text goes, the text. */
+interface Provisional {
+  id: string
+  field: Field
+  text: string
+}
+
+/**
+ * The conversation as the chat socket tells it: deltas append to their message, `response` closes it.
+ *
+ * With `?tentative=1` the socket also sends answer deltas before their commit (README "Live tokens before the
+ * commit"): a frame with `tentative: <id>` and no seq is shown at once but kept apart, per message, after the
+ * committed text; `ack {seq, tentative}` commits those frames in the ack's order, `retract {tentative}` drops
+ * them, and `closed()` (the socket went away) drops every one left. What is kept is then exactly what the log
+ * holds up to the resume point, so the replay after `?since=` adds each position once.
+ */
 export class Conversation {
   readonly messages = signal<ChatMessage[]>([])
   readonly generating = signal(false)
   private byId = new Map<string, ChatMessage>()
+  /** Tentative frames by their id, in arrival order. */
+  private provisional = new Map<number, Provisional>()
+  /** Set once a socket has closed: every later `connected` resumes after a seq instead of replaying. */
+  private resumed = false
 
   load(stored: StoredMessage[]) {
     const list = stored.map(fromStored)
     this.byId = new Map(list.map((m) => [m.id, m]))
+    this.provisional.clear()
     this.messages.value = list
   }
 
@@ -101,6 +127,19 @@ export class Conversation {
     const older = stored.filter((m) => !this.byId.has(m.message_id)).map(fromStored)
     for (const m of older) this.byId.set(m.id, m)
     this.messages.value = [...older, ...this.messages.value]
+  }
+
+  /** The socket closed: its tentative text will never be acknowledged; the next one resumes after the last seq. */
+  closed() {
+    this.resumed = true
+    const touched = new Set([...this.provisional.values()].map((p) => p.id))
+    this.provisional.clear()
+    for (const id of touched) this.show(id)
+  }
+
+  /** How many tentative frames are shown and not acknowledged (0 for a stock socket). */
+  get unacknowledged(): number {
+    return this.provisional.size
   }
 
   private get(id: string, role = 'assistant'): ChatMessage {
@@ -113,6 +152,32 @@ export class Conversation {
     return m
   }
 
+  /** Shows a message's committed text followed by its tentative text (a signal set to its own value is a no-op). */
+  private show(id: string) {
+    const m = this.byId.get(id)
+    if (!m) return
+    let content = m.kept.content
+    let thinking = m.kept.thinking
+    for (const p of this.provisional.values()) {
+      if (p.id !== id) continue
+      if (p.field === 'content') content += p.text
+      else thinking += p.text
+    }
+    m.content.value = content
+    m.thinking.value = thinking
+  }
+
+  /** Drops the tentative text of one message (its committed text replaces everything, as `response` does). */
+  private forget(id: string) {
+    for (const [key, p] of this.provisional) if (p.id === id) this.provisional.delete(key)
+  }
+
+  /** Appends committed text to a message. */
+  private commit(m: ChatMessage, field: Field, text: string) {
+    m.kept[field] += text
+    this.show(m.id)
+  }
+
   /** Whether a message is still being written per the stored copy (then the socket's replay rebuilds it). */
   hasUnfinished() {
     return this.messages.value.some(
@@ -122,15 +187,42 @@ export class Conversation {
 
   apply(f: Frame) {
     const id = String(f.message_id ?? '')
+    if (typeof f.tentative === 'number' && f.seq === undefined) {
+      if (f.type !== 'content' && f.type !== 'reasoning') return
+      const m = this.get(id)
+      const field: Field = f.type === 'content' ? 'content' : 'thinking'
+      const text = String(f.content ?? '')
+      if (this.provisional.has(f.tentative)) return
+      this.provisional.set(f.tentative, { id: m.id, field, text })
+      // Shown = committed + this message's tentative frames in order, and this one is the newest.
+      m[field].value += text
+      return
+    }
     switch (f.type) {
+      case 'ack':
+      case 'retract': {
+        const touched = new Set<string>()
+        for (const key of Array.isArray(f.tentative) ? f.tentative : []) {
+          const p = this.provisional.get(key)
+          if (!p) continue
+          this.provisional.delete(key)
+          const m = this.byId.get(p.id)
+          if (f.type === 'ack' && m) m.kept[p.field] += p.text
+          touched.add(p.id)
+        }
+        for (const m of touched) this.show(m)
+        return
+      }
       case 'connected': {
         this.generating.value = Boolean(f.generating)
         const active = f.active_message_id ? String(f.active_message_id) : ''
-        // The server replays the answer in progress from its start: begin that message from nothing.
-        if (active && f.generating) {
+        // The server replays the answer in progress from its start: begin that message from nothing. A socket
+        // that resumes after a seq replays only what came after it, and what is kept stays.
+        if (active && f.generating && !this.resumed) {
           const m = this.get(active)
-          m.content.value = ''
-          m.thinking.value = ''
+          this.forget(active)
+          m.kept = { content: '', thinking: '' }
+          this.show(active)
           m.tools.value = []
           m.status.value = 'streaming'
         }
@@ -151,15 +243,15 @@ export class Conversation {
         if (f.assistant_message_id) this.get(String(f.assistant_message_id))
         return
       case 'reasoning':
-        this.get(id).thinking.value += String(f.content ?? '')
+        this.commit(this.get(id), 'thinking', String(f.content ?? ''))
         return
       case 'reasoning_complete': {
         const m = this.get(id)
-        if (!m.thinking.value) m.thinking.value = String(f.content ?? '')
+        if (!m.kept.thinking) this.commit(m, 'thinking', String(f.content ?? ''))
         return
       }
       case 'content':
-        this.get(id).content.value += String(f.content ?? '')
+        this.commit(this.get(id), 'content', String(f.content ?? ''))
         return
       case 'tool_call':
       case 'tool_result': {
@@ -184,7 +276,10 @@ export class Conversation {
       }
       case 'response': {
         const m = this.get(id)
-        if (typeof f.content === 'string') m.content.value = f.content
+        // The whole answer as committed: nothing tentative of this message outlives it.
+        this.forget(m.id)
+        if (typeof f.content === 'string') m.kept.content = f.content
+        this.show(m.id)
         m.status.value = f.incomplete ? 'incomplete' : 'complete'
         m.metrics.value = metricsText((f.metrics ?? {}) as Record<string, unknown>)
         this.generating.value = false

@@ -20,12 +20,26 @@ export interface Live {
   close(): void
 }
 
+export interface FollowOptions {
+  /**
+   * Called as each socket closes, before any frame of the next one: whatever that socket showed without a seq
+   * (the chat's tentative frames) is void, and the next socket resumes after the last seq. Not called after
+   * close().
+   */
+  onClose?: (code: number) => void
+}
+
 /**
- * Follows `path` (`/ws/task-…` or `/ws/chat/sess-…`) from `since` (undefined: the server's default start).
- * `onFrame` gets every frame; frames with a seq advance the resume point. Closes for good on code 1000
- * (stream deleted) or when close() is called.
+ * Follows `path` (`/ws/task-…` or `/ws/chat/sess-…`, query allowed) from `since` (undefined: the server's
+ * default start). `onFrame` gets every frame; frames with a seq (events, the chat's acks) advance the resume
+ * point. Closes for good on code 1000 (stream deleted) or when close() is called.
  */
-export function follow(path: string, since: number | undefined, onFrame: (frame: Frame) => void): Live {
+export function follow(
+  path: string,
+  since: number | undefined,
+  onFrame: (frame: Frame) => void,
+  options: FollowOptions = {},
+): Live {
   let last = since
   let socket: WebSocket | undefined
   let closed = false
@@ -65,6 +79,7 @@ export function follow(path: string, since: number | undefined, onFrame: (frame:
     }
     ws.onclose = (event) => {
       if (socket !== ws || closed) return
+      options.onClose?.(event.code)
       if (event.code === 1000) return
       setDown(true)
       // A refused upgrade (401 after a sign-out elsewhere) looks like 1006: ask who we are before retrying.

@@ -160,11 +160,18 @@ function Conversation_({ session, onChanged }: { session: Session; onChanged: ()
     reload()
       .then(() => {
         if (stopped) return
-        live = follow(`/ws/chat/${encodeURIComponent(id)}`, undefined, (f) => {
-          conv.apply(f)
-          // The stored copy may say "streaming" for an answer that ended before the socket opened.
-          if (f.type === 'connected' && !f.generating && conv.hasUnfinished()) reload().catch(() => {})
-        })
+        // Live tokens before their commit (shown at once, kept apart until acknowledged); a socket that
+        // closes takes its unacknowledged text with it, and the next one resumes after the last seq.
+        live = follow(
+          `/ws/chat/${encodeURIComponent(id)}?tentative=1`,
+          undefined,
+          (f) => {
+            conv.apply(f)
+            // The stored copy may say "streaming" for an answer that ended before the socket opened.
+            if (f.type === 'connected' && !f.generating && conv.hasUnfinished()) reload().catch(() => {})
+          },
+          { onClose: () => conv.closed() },
+        )
       })
       .catch((err) => (error.value = messageOf(err)))
     return () => {
