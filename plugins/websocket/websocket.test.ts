@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { ServerHandle } from '../../src/core/runtime.ts'
 import {
   bearer,
   type StreamWorld,
@@ -7,7 +8,9 @@ import {
   type TestServer,
   waitFor,
 } from '../../test/helpers.ts'
-import { connectWs, parseFrames, rawUpgrade } from './testing.ts'
+import { type LiveSocketBase, SocketList } from './connection.ts'
+import { hubsOf } from './stream-hub.ts'
+import { connectWs, parseFrames, rawUpgrade, type WsClient } from './testing.ts'
 
 let server: TestServer
 let ws: string
@@ -174,11 +177,97 @@ describe('events', () => {
     client.ws.close()
   })
 
+  // Sockets of a stream share one subscription (the hub); one whose since is not the hub's catches up on its own
+  // and moves over when level. Joining at every point of a stream that keeps growing: each socket sees every seq
+  // after its since exactly once, in order, and all of them end in the hub's live list.
+  async function joinsWhileAppending(stream: string) {
+    const seqs = (c: WsClient) => c.frames.filter((f) => f.seq !== undefined).map((f) => f.seq)
+    const upTo = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i + 1)
+    await events().appendMany(
+      stream,
+      Array.from({ length: 10 }, (_, i) => ({ type: 'LOG', data: { i } })),
+    )
+    const clients: { since: number; client: WsClient }[] = []
+    const appending = (async () => {
+      for (let i = 0; i < 60; i++) await events().append(stream, 'LOG', { i })
+    })()
+    for (const since of [0, 10, 3, 10, 0, 25, 40, 1000]) {
+      const client = await connectWs(`${ws}/ws/${stream}?since=${since}`, auth())
+      clients.push({ since, client })
+      await Bun.sleep(5)
+    }
+    const latest = await events().head(stream)
+    clients.push({ since: latest, client: await connectWs(`${ws}/ws/${stream}?since=${latest}`, auth()) })
+    await appending
+    await events().append(stream, 'LAST')
+    for (const { since, client } of clients) {
+      if (since >= 71) continue
+      await client.next((f) => f.seq === 71, 10_000)
+      expect(seqs(client)).toEqual(upTo(since, 71))
+    }
+    const hub = hubsOf(server.running.gantry).get(stream)!
+    // All but the one waiting for seq 1000, which stays on its own subscription.
+    expect(hub.size).toBe(clients.length - 1)
+    expect([...hub.behind].map((s) => s.pos)).toEqual([1000])
+    for (const { client } of clients) client.ws.close()
+    await waitFor(() => !hubsOf(server.running.gantry).has(stream), 2000, 'the hub to close')
+  }
+
+  test('sockets joining a growing stream at any since: each seq exactly once, all level ones end up on the hub', async () => {
+    await joinsWhileAppending(await newStream())
+  }, 30_000)
+
+  test('the same where the runtime cannot publish (Deno): the hub sends socket by socket', async () => {
+    const handle = server.running.gantry.state.get('core:server') as ServerHandle
+    const publish = handle.publish
+    delete handle.publish
+    try {
+      await joinsWhileAppending(await newStream())
+    } finally {
+      handle.publish = publish
+    }
+  }, 30_000)
+
+  test('a socket ahead of the hub (still replaying a long stream) joins when the hub reaches it', async () => {
+    const stream = await newStream()
+    for (let i = 0; i < 5; i++)
+      await events().appendMany(
+        stream,
+        Array.from({ length: 1000 }, (_, j) => ({ type: 'LOG', data: { i, j } })),
+      )
+    const seqs = (c: WsClient) => c.frames.map((f) => f.seq)
+    // The first socket makes the hub, from 0: it reads 5,000 events back. The second, at the head, is live on its
+    // own subscription at once, and takes the new events before the hub, still replaying, has them.
+    const fromStart = await connectWs(`${ws}/ws/${stream}?since=0`, auth())
+    const atHead = await connectWs(`${ws}/ws/${stream}?since=5000`, auth())
+    for (let i = 0; i < 20; i++) await events().append(stream, 'NEW', { i })
+    await fromStart.next((f) => f.seq === 5020, 15_000)
+    await atHead.next((f) => f.seq === 5020, 15_000)
+    await events().append(stream, 'LAST')
+    await fromStart.next((f) => f.seq === 5021)
+    await atHead.next((f) => f.seq === 5021)
+    expect(seqs(fromStart)).toEqual(Array.from({ length: 5021 }, (_, i) => i + 1))
+    expect(seqs(atHead)).toEqual(Array.from({ length: 21 }, (_, i) => 5001 + i))
+    expect(hubsOf(server.running.gantry).get(stream)!.size).toBe(2)
+    fromStart.ws.close()
+    atHead.ws.close()
+  }, 30_000)
+
   test('a deleted stream closes its sockets', async () => {
     const stream = await newStream()
     const client = await connectWs(`${ws}/ws/${stream}`, auth())
+    await events().append(stream, 'A')
+    // One socket on the hub, one still catching up (since beyond the head): both are closed.
+    const behind = await connectWs(`${ws}/ws/${stream}?since=5`, auth())
+    expect(hubsOf(server.running.gantry).get(stream)!.behind.size).toBe(1)
     await events().deleteStream(stream)
     expect((await client.closed).code).toBe(1000)
+    expect((await behind.closed).code).toBe(1000)
+    expect(hubsOf(server.running.gantry).has(stream)).toBe(false)
+    // The open stream's remembered owner went with its hub: a new upgrade is a 404 again.
+    const late = await rawUpgrade(`${ws}/ws/${stream}`, auth())
+    expect(late.status).toBe(404)
+    late.socket.destroy()
   })
 })
 
@@ -245,19 +334,30 @@ describe('client frames', () => {
 })
 
 describe('liveness and backpressure', () => {
-  test('a peer silent for two heartbeats is closed and cleaned up', async () => {
+  test('peers silent for two heartbeats are closed and cleaned up; one answering pings stays', async () => {
     const stream = await newStream()
     const before = server.running.gantry.connections.size
-    const peer = await rawUpgrade(`${ws}/ws/${stream}`, auth())
-    expect(peer.status).toBe(101)
-    await waitFor(() => server.running.gantry.connections.size === before + 1, 2000, 'registered')
-    // The raw peer never answers pings.
+    const listed = () =>
+      (server.running.gantry.state.get('websocket:sockets') as { sockets: { size: number } } | undefined)
+        ?.sockets.size ?? 0
+    const listedBefore = listed()
+    // Three raw peers that never answer pings, around a stock client that does: one beat ends all three.
+    const first = await rawUpgrade(`${ws}/ws/${stream}`, auth())
+    const stock = await connectWs(`${ws}/ws/${stream}`, auth())
+    const peers = [first, ...(await Promise.all([1, 2].map(() => rawUpgrade(`${ws}/ws/${stream}`, auth()))))]
+    for (const peer of peers) expect(peer.status).toBe(101)
+    await waitFor(() => server.running.gantry.connections.size === before + 4, 2000, 'registered')
+    expect(listed()).toBe(listedBefore + 4)
     const started = Date.now()
-    await peer.ended
+    await Promise.all(peers.map((p) => p.ended))
     const took = Date.now() - started
-    expect(took).toBeGreaterThanOrEqual(500)
+    expect(took).toBeGreaterThanOrEqual(300)
     expect(took).toBeLessThan(3000)
-    await waitFor(() => server.running.gantry.connections.size === before, 2000, 'cleaned up')
+    await waitFor(() => server.running.gantry.connections.size === before + 1, 2000, 'cleaned up')
+    expect(listed()).toBe(listedBefore + 1)
+    expect(stock.ws.readyState).toBe(WebSocket.OPEN)
+    stock.ws.close()
+    await waitFor(() => listed() === listedBefore, 2000, 'the stock client gone')
   }, 10_000)
 
   test('a stock client answering pings stays connected across many heartbeats', async () => {
@@ -305,6 +405,22 @@ describe('liveness and backpressure', () => {
     slow.socket.destroy()
     for (const c of fast) c.ws.close()
   }, 60_000)
+})
+
+test('the socket list: iterating goes on past the socket just yielded when it leaves (the heartbeat closes it)', () => {
+  const list = new SocketList()
+  const sockets = [1, 2, 3, 4].map((id) => ({ id }) as unknown as LiveSocketBase)
+  for (const s of sockets) list.add(s)
+  const seen: unknown[] = []
+  for (const s of list) {
+    seen.push((s as unknown as { id: number }).id)
+    if (seen.length !== 2) list.delete(s)
+  }
+  expect(seen).toEqual([4, 3, 2, 1])
+  expect(list.size).toBe(1)
+  list.delete(sockets[0]!) // not in the list any more: no change
+  expect(list.size).toBe(1)
+  expect([...list]).toEqual([sockets[2]!])
 })
 
 describe('shutdown', () => {
