@@ -105,7 +105,8 @@ describe('task retention', () => {
     // On disk (or a Postgres database of its own), so that it outlives the first server.
     const fresh = await freshDatabase()
     const database = fresh.url ? fresh : { pgliteDir: tempDir('gantry-retention-pg-'), drop: async () => {} }
-    const first = await startTestServer(env('7'), { database, keepDatabase: true })
+    // The first server keeps everything (TTL 0), so that its own sweep cannot take the task on a slow machine.
+    const first = await startTestServer(env('0'), { database, keepDatabase: true })
     let id: string
     try {
       id = await startTask(first, 'Build a todo list')
@@ -117,8 +118,13 @@ describe('task retention', () => {
     const second = await startTestServer(env('7'), { database })
     try {
       expect((await second.api(`/tasks/${id}`)).status).toBe(200)
-      await waitFor(async () => (await second.api(`/tasks/${id}`)).status === 404, 30_000, 'the sweep')
-      expect(second.log.records().some((r) => r.msg === 'old finished tasks deleted')).toBe(true)
+      // The row goes in the sweep's transaction, the stream and the log line after it: wait for the line.
+      await waitFor(
+        async () => second.log.records().some((r) => r.msg === 'old finished tasks deleted'),
+        30_000,
+        'the sweep',
+      )
+      expect((await second.api(`/tasks/${id}`)).status).toBe(404)
     } finally {
       await second.stop()
     }

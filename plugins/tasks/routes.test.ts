@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { StoredEvent } from '../../src/core/events.ts'
 import { type MockOllama, startMockOllama } from '../../test/fakes/ollama.ts'
 import { createUserKey, startTestServer, type TestServer, waitFor } from '../../test/helpers.ts'
+import { createTask } from './service.ts'
 import { eventsOf, finished, routeByGoal, straight, tasksOnlyPluginsDir, types } from './testing.ts'
 
 const PLUGINS_DIR = tasksOnlyPluginsDir()
@@ -47,6 +48,32 @@ describe('POST /tasks refuses bad input with 422 and says what is wrong', () => 
     const res = await server.api('/tasks')
     expect(res.body.tasks).toEqual([])
   })
+})
+
+test('a task that cannot be stored leaves nothing behind: its stream, task and job are one statement', async () => {
+  const { gantry } = server.running
+  const [owner] = await gantry.store.query<{ id: string }>(`select id from users limit 1`)
+  const user = {
+    userId: owner!.id,
+    userName: 'admin',
+    role: 'admin',
+    keyId: null,
+    keyName: null,
+    via: 'api_key',
+  }
+  const count = async () =>
+    (
+      await gantry.store.query<{ n: number }>(
+        `select (select count(*) from event_streams)::int + (select count(*) from jobs)::int
+                + (select count(*) from tasks)::int as n`,
+      )
+    )[0]!.n
+  const before = await count()
+  // Past the integer column: the stream's and the job's inserts would have gone through on their own.
+  await expect(
+    createTask(gantry, user as Parameters<typeof createTask>[1], { prompt: 'x', max_iterations: 2 ** 31 }),
+  ).rejects.toThrow()
+  expect(await count()).toBe(before)
 })
 
 describe('task ids', () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { readdirSync, readFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { type CodeExecutor, createExecutor, typeCheckArgv } from './sandbox.ts'
 
 const SECRET = `gantry-secret-${Math.random().toString(36).slice(2)}`
@@ -11,6 +12,18 @@ let unsandboxed: CodeExecutor
 let listener: Bun.TCPSocketListener<undefined>
 let connections = 0
 const closers: (() => void)[] = []
+
+/** Whether a new session's autogroup nice value can be raised here (tried on a throwaway shell in a session of its own). */
+function sessionNiceIsSettable(): boolean {
+  const child = spawnSync(
+    '/bin/sh',
+    ['-c', "setsid sh -c 'echo 19 > /proc/$$/autogroup && cat /proc/$$/autogroup'"],
+    {
+      encoding: 'utf8',
+    },
+  )
+  return / nice 19\b/.test(child.stdout ?? '')
+}
 
 beforeAll(async () => {
   process.env.GANTRY_TEST_SECRET = SECRET // what the generated code must not see
@@ -118,6 +131,35 @@ test('steal', () => {
     expect(r.output).toMatch(/\b1 fail\b/)
   })
 
+  test('a run is at the bottom of the CPU: its processes at nice 19, and its session too', async () => {
+    // With autogroup scheduling every session weighs the same whatever its processes' niceness, so the
+    // session's own nice value is what keeps two runs from taking two thirds of the cores from the server.
+    const probe = testFile(`import { existsSync, readFileSync } from 'node:fs'
+import { getPriority } from 'node:os'
+test('priority', () => {
+  const group = existsSync('/proc/self/autogroup') ? readFileSync('/proc/self/autogroup', 'utf8').trim() : 'none'
+  console.log('PRIORITY', getPriority(), 'GROUP', group)
+})`)
+    // Where autogroup is built in, whether this machine lets a session's nice value be raised is probed on a
+    // throwaway session first (a container may mount /proc read-only): the runs must match what the machine
+    // allows, and the server's own session must come out as it went in, whatever the CI runner gave it.
+    const ownBefore = existsSync('/proc/self/autogroup')
+      ? readFileSync('/proc/self/autogroup', 'utf8').trim()
+      : ''
+    const settable = ownBefore !== '' && sessionNiceIsSettable()
+    for (const executor of [patient, unsandboxed]) {
+      const r = await executor.run(probe, ['bun', 'test', './probe.test.ts'])
+      const line = r.output.match(/PRIORITY .*/)?.[0] ?? r.output
+      expect(line).toContain('PRIORITY 19 GROUP')
+      if (settable) expect(line).toMatch(/GROUP \/autogroup-\d+ nice 19\b/)
+      // …a session of its own, not the server's (whose own session is untouched)
+      if (ownBefore) {
+        expect(line).not.toContain(`GROUP ${ownBefore.split(' ')[0]} `)
+        expect(readFileSync('/proc/self/autogroup', 'utf8').trim()).toBe(ownBefore)
+      }
+    }
+  })
+
   test('a fork bomb is stopped and leaves nothing behind', async () => {
     const marker = `bomb${Math.random().toString(36).slice(2, 8)}`
     const t0 = Date.now()
@@ -168,7 +210,9 @@ test('fill disk', () => { const mb = 'x'.repeat(1 << 20); for (;;) appendFileSyn
     expect(flood.truncated).toBe(true)
     expect(flood.output.length).toBeLessThan(70 * 1024)
     expect(flood.output).toContain('output truncated')
-  })
+    // Two runs, each bounded by the 4 s wall clock: on a machine others keep busy a run at the bottom of the
+    // CPU can use most of it.
+  }, 15_000)
 
   test('the work dir is read-only and private; the system is read-only', async () => {
     const r = await sandbox.run(

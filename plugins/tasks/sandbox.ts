@@ -3,10 +3,16 @@
  * a read-only system, a private /tmp, an empty environment, its own pid namespace, dying with the server) and,
  * when the server runs as root, as an unprivileged uid of its own; in both modes under prlimit limits (CPU
  * seconds, address space, processes, file size, open files), a wall-clock kill and truncated output.
+ *
+ * Runs share the machine with the server: at most `slots` of them at once (one per core by default, the rest
+ * wait in line, see run-slots.ts), each at the lowest CPU priority (`nice -n 19`, and the same for its session
+ * where the scheduler groups by session, see lowerSessionPriority), so a request the server has to answer
+ * never waits behind a test run for a core.
  */
 import { chmodSync, chownSync, lstatSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { RunSlots } from './run-slots.ts'
 import {
   bunExecutable,
   findExecutable,
@@ -105,17 +111,29 @@ export interface Execution {
  */
 export async function createExecutor(
   mode: ExecutionMode,
-  opts: { bwrap: string; limits?: Partial<SandboxLimits>; workRoot?: string; bun?: string },
+  opts: {
+    bwrap: string
+    limits?: Partial<SandboxLimits>
+    workRoot?: string
+    bun?: string
+    /** Runs at once (default: one per core). */
+    slots?: number
+  },
 ): Promise<Execution> {
   if (mode === 'off') return { close() {} }
   const limits = { ...DEFAULT_LIMITS, ...opts.limits }
+  const slots = new RunSlots(opts.slots)
+  const lowPriority = lowPriorityArgs()
   const tscJs = resolvePackageFile('typescript/lib/tsc.js')
   const tsDir = tscJs ? join(tscJs, '..', '..') : undefined
   const prlimit = findExecutable('prlimit')
   const bun = opts.bun ?? bunExecutable()
   let folders = WorkFolders.under(opts.workRoot ?? tmpdir())
   const done = (made: Omit<Execution, 'close'>): Execution => ({ ...made, close: () => folders.remove() })
-  if (mode === 'unsandboxed') return done({ executor: unsandboxed(limits, prlimit, bun, tscJs, folders) })
+  if (mode === 'unsandboxed')
+    return done({
+      executor: inLine(slots, unsandboxed(limits, prlimit, bun, tscJs, folders, lowPriority)),
+    })
   const bwrap = findExecutable(opts.bwrap)
   if (!bwrap)
     return done({
@@ -144,7 +162,7 @@ export async function createExecutor(
     ownUid = false
   }
   const make = (runtime: RuntimePaths, l = limits) =>
-    sandboxed(l, bwrap, prlimit, runtime, ownUid ? setpriv : undefined, folders)
+    inLine(slots, sandboxed(l, bwrap, prlimit, runtime, ownUid ? setpriv : undefined, folders, lowPriority))
   // The probe gets time enough on a busy machine: only a sandbox that cannot start may fail it.
   const probeLimits = { ...limits, wallClockMs: 60_000, cpuSeconds: Math.max(limits.cpuSeconds, 20) }
   let runtime: RuntimePaths = { bun, tsDir }
@@ -163,6 +181,18 @@ export async function createExecutor(
       problem: `CODE_EXECUTION=sandbox, but a probe run in the sandbox failed, so generated code cannot be tested here: ${failure}. Set CODE_EXECUTION=unsandboxed (limits only) or off (skip tests) if this machine cannot run it.`,
     })
   return done({ executor: make(runtime) })
+}
+
+/** The executor's runs, each in a slot of `slots` (waiting for one honours the run's signal). */
+const inLine = (slots: RunSlots, executor: CodeExecutor): CodeExecutor => ({
+  ...executor,
+  run: (files, argv, signal) => slots.use(() => executor.run(files, argv, signal), signal),
+})
+
+/** `nice -n 19` before a command (niceness is inherited through exec), or nothing where there is no `nice`. */
+function lowPriorityArgs(): string[] {
+  const nice = findExecutable('nice')
+  return nice ? [nice, '-n', '19'] : []
 }
 
 /** Runs a one-line program the way tests run: undefined when it worked, else what went wrong. */
@@ -213,6 +243,7 @@ function sandboxed(
   { bun, tsDir }: RuntimePaths,
   setpriv: string | undefined,
   folders: WorkFolders,
+  lowPriority: string[],
 ): CodeExecutor {
   const systemBinds = systemBindArgs()
   return {
@@ -227,13 +258,16 @@ function sandboxed(
         const inner =
           argv[0] === 'tsc' ? [IN_BUN, `${IN_TS}/lib/tsc.js`, ...argv.slice(1)] : [IN_BUN, ...argv.slice(1)]
         const cmd = [
+          ...lowPriority,
           ...(setpriv && uid !== undefined
             ? [setpriv, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups']
             : []),
           bwrap,
           '--unshare-all',
           '--die-with-parent',
-          '--new-session',
+          // No --new-session: the run already is a session of its own with no controlling terminal (the
+          // spawn's setsid), so nothing in it can reach a terminal; a second session would be a new autogroup
+          // at full CPU weight (see lowerSessionPriority).
           '--clearenv',
           ...systemBinds,
           '--proc',
@@ -266,7 +300,11 @@ function sandboxed(
           ...inner,
         ]
         // bwrap itself (pid 1 inside) gets no environment either: /proc/1/environ must show nothing.
-        const result = await supervise(spawnProcess(cmd, { cwd: dir, env: {} }), limits, signal)
+        const result = await supervise(
+          spawnProcess(cmd, { cwd: dir, env: {}, lowPriority: true }),
+          limits,
+          signal,
+        )
         // bubblewrap's own refusal (exit 1, "bwrap: …" before anything ran) is no verdict on the code.
         if (result.exitCode === 1 && result.output.startsWith('bwrap: '))
           throw new SandboxUnavailable(result.output.split('\n')[0]!.trim())
@@ -281,6 +319,7 @@ function unsandboxed(
   bun: string,
   tscJs: string | undefined,
   folders: WorkFolders,
+  lowPriority: string[],
 ): CodeExecutor {
   return {
     mode: 'unsandboxed',
@@ -288,9 +327,13 @@ function unsandboxed(
     run: (files, argv, signal) =>
       inWorkDir(folders, files, async (dir) => {
         const inner = argv[0] === 'tsc' ? [bun, tscJs!, ...argv.slice(1)] : [bun, ...argv.slice(1)]
-        const cmd = prlimit ? [...prlimitArgs(prlimit, limits), ...inner] : inner
+        const cmd = [...lowPriority, ...(prlimit ? [...prlimitArgs(prlimit, limits), ...inner] : inner)]
         return supervise(
-          spawnProcess(cmd, { cwd: dir, env: { PATH: '/usr/bin:/bin', HOME: dir, TMPDIR: dir } }),
+          spawnProcess(cmd, {
+            cwd: dir,
+            env: { PATH: '/usr/bin:/bin', HOME: dir, TMPDIR: dir },
+            lowPriority: true,
+          }),
           limits,
           signal,
         )

@@ -12,6 +12,7 @@ import {
   JobRunner,
   LeaseLostError,
   requestJobCancel,
+  ringJobsSoon,
 } from './jobs.ts'
 
 let server: TestServer
@@ -76,6 +77,51 @@ describe('job queue', () => {
     expect(seen[0]!.attempts).toBe(1)
     expect(seen[0]!.checkpoint).toBeNull()
     await r.stop()
+  })
+
+  test('enqueues ring the doorbell coalesced, and every job is still claimed through it', async () => {
+    // NOTIFY commits queue on one database-wide lock through their WAL flush: a ring per enqueue put every
+    // enqueue in one line. While a ring is in flight, more enqueues make one more ring after it.
+    const kind = uniqueKind()
+    let rings = 0
+    const counting: Store = {
+      ...store,
+      notify: (channel, payload) => {
+        rings++
+        return store.notify(channel, payload)
+      },
+    }
+    const done: string[] = []
+    const r = runner(kind, async (job) => void done.push(job.id), { concurrency: 40 })
+    await r.start()
+    await Bun.sleep(50) // the runner's first look at the queue is behind it
+    const ids = Array.from({ length: 40 }, newId)
+    await Promise.all(ids.map((id) => enqueueJob(counting, { id, kind, ownerId, payload: {} })))
+    await waitFor(() => done.length === ids.length, 10_000) // the poll is a minute away: the doorbell did it
+    expect(rings).toBeGreaterThanOrEqual(1)
+    expect(rings).toBeLessThan(ids.length / 4)
+    await r.stop()
+
+    // Calls while a ring is in flight: exactly one more ring, which starts after the first one ends.
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const order: string[] = []
+    const gated: Store = {
+      ...store,
+      notify: async () => {
+        order.push(`start ${order.length}`)
+        await gate
+        order.push('end')
+      },
+    }
+    for (let i = 0; i < 10; i++) ringJobsSoon(gated, kind)
+    await Bun.sleep(10)
+    expect(order).toEqual(['start 0'])
+    release()
+    await waitFor(() => order.length === 4, 2000)
+    expect(order).toEqual(['start 0', 'end', 'start 2', 'end'])
   })
 
   test('concurrency is respected and jobs start oldest first', async () => {

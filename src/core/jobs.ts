@@ -4,7 +4,8 @@
  *
  * - `enqueueJob(store, { id, kind, ownerId, payload })` inserts a queued job and rings the `gantry_jobs`
  *   doorbell (NOTIFY) so an idle runner claims it at once. To enqueue inside your own transaction, call
- *   `insertJob(tx, job)` there and `ringJobs(store, kind)` after the commit.
+ *   `insertJob(tx, job)` there and `ringJobsSoon(store, kind)` after the commit (coalesced, not awaited:
+ *   NOTIFY commits serialise on one lock).
  * - `new JobRunner(store, log, { kind, concurrency, handler })` runs jobs of one kind on this instance:
  *   `start()` in onStart, `stop()` in onStop. It claims with `FOR UPDATE SKIP LOCKED`, oldest first, up to
  *   `concurrency` at once; renews its leases every `heartbeatMs`; re-claims jobs whose lease expired (their
@@ -150,15 +151,49 @@ export async function insertJob(db: Executor, job: NewJob): Promise<void> {
     .values({ id: job.id, kind: job.kind, ownerId: job.ownerId, payload: job.payload ?? {} })
 }
 
+/** The doorbell payload that wakes the runners of `kind` (for a `pg_notify` inside a caller's own statement). */
+export const jobsDoorbell = (kind: string): string => `enqueued:${kind}`
+
 /** Wakes idle runners of `kind` on every instance. */
 export async function ringJobs(store: Store, kind: string): Promise<void> {
-  await store.notify(JOBS_CHANNEL, `enqueued:${kind}`)
+  await store.notify(JOBS_CHANNEL, jobsDoorbell(kind))
 }
 
-/** Inserts a queued job and wakes the runners. */
+const ringing = new WeakMap<Store, Map<string, { again: boolean }>>()
+
+/**
+ * Rings the doorbell of `kind` after the caller's commit without waiting for it, coalesced: while one ring is
+ * in flight, any number of calls make one more ring after it. Every call is still followed by a ring that
+ * starts after it. Why: a NOTIFY's commit takes a database-wide lock (the notification queue's) and holds it
+ * through its WAL flush, so a ring per enqueue, awaited, put every POST /tasks in one line, one fsync each.
+ * A lost ring costs only latency: the runners' poll finds the job anyway.
+ */
+export function ringJobsSoon(store: Store, kind: string): void {
+  let kinds = ringing.get(store)
+  if (!kinds) {
+    kinds = new Map()
+    ringing.set(store, kinds)
+  }
+  const inFlight = kinds.get(kind)
+  if (inFlight) {
+    inFlight.again = true
+    return
+  }
+  const state = { again: false }
+  kinds.set(kind, state)
+  void (async () => {
+    do {
+      state.again = false
+      await ringJobs(store, kind).catch(() => {})
+    } while (state.again)
+    kinds.delete(kind)
+  })()
+}
+
+/** Inserts a queued job and wakes the runners (without waiting for the doorbell, see `ringJobsSoon`). */
 export async function enqueueJob(store: Store, job: NewJob): Promise<void> {
   await insertJob(store.db, job)
-  await ringJobs(store, job.kind).catch(() => {}) // the poll picks it up anyway
+  ringJobsSoon(store, job.kind)
 }
 
 interface JobRow {
@@ -430,7 +465,7 @@ export class JobRunner<P = any, C = any> {
   }
 
   private onDoorbell(payload: string): void {
-    if (payload === `enqueued:${this.kind}`) void this.fill()
+    if (payload === jobsDoorbell(this.kind)) void this.fill()
     else if (payload.startsWith('cancel:')) this.abort(payload.slice(7), 'cancelled')
   }
 
