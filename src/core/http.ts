@@ -307,9 +307,9 @@ export const httpLayer = new Elysia({ name: 'gantry:http' })
     ;(request as unknown as { [STATE]: RequestState })[STATE] = new RequestState(requestId, performance.now())
     set.headers['x-request-id'] = requestId
     let early: Response | string | undefined
-    const origin = request.headers.get('origin')
-    if (origin && gantry.config.corsOrigins.length && originAllowed(request, gantry))
-      early = corsHeaders(request, set, origin)
+    // Without CORS_ORIGINS there is nothing to answer a foreign page with: the Origin header is not even read.
+    const origin = gantry.config.corsOrigins.length ? request.headers.get('origin') : null
+    if (origin && originAllowed(request, gantry)) early = corsHeaders(request, set, origin)
     // NUL or a broken %-escape in the path or query: one search of the URL for a '%' in the common case.
     let refusal = early === undefined ? urlFault(request.url) : undefined
     // Bodies and state changes only come with these methods; a GET pays for none of the checks below.

@@ -41,55 +41,82 @@ export class LogHub {
   }
 }
 
+/** How long a log line may wait for company before it is written, and how much text makes it go at once. */
+const FLUSH_AFTER_MS = 5
+const FLUSH_AT_BYTES = 64 * 1024
+/** Beyond this much text waiting (a reader that stopped reading), lines are dropped and counted. */
+const QUEUE_LIMIT_BYTES = 64 * 1024 * 1024
+
 /**
- * Log lines to a file descriptor, gathered per event-loop turn into one asynchronous write: under load one
- * syscall carries many lines, and a slow reader (a full pipe) makes lines queue in memory rather than block.
- * Beyond 64 MB queued, lines are dropped and counted instead of exhausting memory.
+ * Log lines to a file descriptor, gathered into one asynchronous write every few milliseconds (or at 64 KB): under
+ * load one syscall carries hundreds of lines instead of a few, and a slow reader (a full pipe) makes lines queue in
+ * memory rather than block. Beyond 64 MB queued, lines are dropped and counted instead of exhausting memory. A
+ * line waits at most FLUSH_AFTER_MS; flushSync writes what waits before exit.
  */
 export class LineWriter {
-  private pending: string[] = []
+  private pending = ''
   private writing = false
-  private scheduled = false
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined
   dropped = 0
 
-  constructor(private readonly fd: number) {}
+  constructor(
+    private readonly fd: number,
+    private readonly flushAfterMs = FLUSH_AFTER_MS,
+  ) {}
 
   write(line: string): boolean {
-    if (this.queuedBytes > 64 * 1024 * 1024) {
+    if (this.pending.length > QUEUE_LIMIT_BYTES) {
       this.dropped++
       return false
     }
-    this.pending.push(line)
-    this.queuedBytes += line.length
-    if (!this.scheduled && !this.writing) {
-      this.scheduled = true
-      setImmediate(() => this.drain())
+    this.pending += line
+    if (this.writing) return true
+    if (this.pending.length >= FLUSH_AT_BYTES) this.drain()
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(this.drainSoon, this.flushAfterMs)
+      this.timer.unref?.()
     }
     return true
   }
 
-  private queuedBytes = 0
+  private readonly drainSoon = () => {
+    this.timer = undefined
+    this.drain()
+  }
 
   private drain(): void {
-    this.scheduled = false
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+    }
     if (this.writing || !this.pending.length) return
-    const chunk = Buffer.from(this.pending.join(''))
-    this.pending = []
-    this.queuedBytes = 0
+    const chunk = this.pending
+    this.pending = ''
     this.writing = true
-    write(this.fd, chunk, (err) => {
+    write(this.fd, chunk, null, 'utf8', (err, written) => {
       this.writing = false
-      if (err && (err as NodeJS.ErrnoException).code !== 'EAGAIN') return
-      if (this.pending.length) this.drain()
+      if (err) {
+        // A full non-blocking pipe: keep the text and try again shortly. Anything else: stdout is gone.
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return
+        this.pending = chunk + this.pending
+      } else if (written < Buffer.byteLength(chunk)) {
+        // A partial write: the rest goes first.
+        this.pending = Buffer.from(chunk).subarray(written).toString() + this.pending
+      }
+      if (this.pending.length && this.timer === undefined) {
+        this.timer = setTimeout(this.drainSoon, this.flushAfterMs)
+        this.timer.unref?.()
+      }
     })
   }
 
   /** Writes everything queued, synchronously; for the last lines before exit. */
   flushSync(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
     if (!this.pending.length) return
-    const chunk = this.pending.join('')
-    this.pending = []
-    this.queuedBytes = 0
+    const chunk = this.pending
+    this.pending = ''
     try {
       writeSync(this.fd, chunk)
     } catch {
@@ -120,8 +147,9 @@ export const REDACTED_PATHS = [
 
 /** The one line written per HTTP request. */
 export interface RequestLine {
-  /** An id as the HTTP layer accepts or makes them: word characters, '.', ':' and '-' only. */
+  /** An id as the HTTP layer accepts or makes them: word characters, '.', ':' and '-' only (no JSON escaping). */
   reqId: string
+  /** An HTTP method as the server's parser hands it over: an RFC 9110 token, which needs no JSON escaping. */
   method: string
   path: string
   status: number
@@ -185,7 +213,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     }
     // levelVal, not isLevelEnabled(): a property read instead of a lookup by name, on every request.
     if (log.levelVal > INFO) return
-    const text = `{"level":${INFO},"lvl":"info","time":${Date.now()},"reqId":${jsonText(line.reqId)},"method":${jsonText(line.method)},"path":${jsonText(line.path)},"status":${line.status}${line.ms === undefined ? '' : `,"ms":${line.ms}`}${line.userId === undefined ? '' : `,"userId":${jsonText(line.userId)}`},"msg":"request"}\n`
+    const text = `{"level":${INFO},"lvl":"info","time":${Date.now()},"reqId":"${line.reqId}","method":"${line.method}","path":${jsonText(line.path)},"status":${line.status}${line.ms === undefined ? '' : `,"ms":${line.ms}`}${line.userId === undefined ? '' : `,"userId":${jsonText(line.userId)}`},"msg":"request"}\n`
     out.write(text)
     hub.write(text)
   }
