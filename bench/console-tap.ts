@@ -2,9 +2,13 @@
  * A pacing tap between Gantry and the simulated Ollama: the simulator answers at once and the tap hands each
  * streamed line on at its due time (line k at start + k/rate s). Due times are absolute, so a timer that fires
  * late on a busy machine is caught up by the next line instead of slowing the whole answer down: the answer
- * keeps its pace on average, as a GPU's would.
+ * keeps its pace on average, as a GPU's would. `onLine` hears of each line the moment it is handed on.
  */
-export function startPacedTap(upstream: string, tokensPerSecond: number) {
+export function startPacedTap(
+  upstream: string,
+  tokensPerSecond: number,
+  onLine?: (line: string, at: number) => void,
+) {
   const interval = 1000 / tokensPerSecond
   const server = Bun.serve({
     port: 0,
@@ -36,6 +40,7 @@ export function startPacedTap(upstream: string, tokensPerSecond: number) {
             const wait = started + ++sent * interval - performance.now()
             if (wait > 1) await Bun.sleep(wait)
             controller.enqueue(encoder.encode(line))
+            onLine?.(line, performance.timeOrigin + performance.now())
           }
         },
         cancel: () => reader.cancel(),

@@ -1,216 +1,267 @@
 /**
- * bench/tasks: N coding tasks (default 500) with a fast simulated model across 2 Gantry processes on one fresh
- * Postgres database, beside the raw cost of one leased `FOR UPDATE SKIP LOCKED` claim on that same database.
- * Prints POST /tasks latency, enqueue-to-TASK_STARTED latency, tasks/s, and claim latency.
- * Tests are not run (CODE_EXECUTION=off): this measures the queue, the workflow and the event log, not bun test.
- * Needs DATABASE_URL (a Postgres server the bench may create a database on); bounded to ~2 minutes.
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres bun bench/tasks.bench.ts [tasks, default 500]
+ * bench/tasks: `POST /tasks` latency while tasks run, beside the same POST on an idle server in the same run.
+ *
+ * A Gantry process (the tasks plugin, TASK_CONCURRENCY 32), the simulated Ollama pacing every reply at
+ * 50 tokens/s, 16 concurrent posters posting for the same time in each phase:
+ * 1. idle: 32 "hold" tasks fill the slots with a model call that streams nothing and never ends, so the
+ *    runner is full but does no work; the posters' tasks only queue. That is the baseline.
+ * 2. busy, model: the hold tasks are cancelled and 32 of the queued tasks run (plan, two modules, every reply
+ *    at 50 tokens/s) with CODE_EXECUTION=off, so all 32 are talking to the model all the time: the issue's
+ *    "32 tasks against a model paced at 50 tokens/s".
+ * 3. busy, model + sandbox: a second server with CODE_EXECUTION=sandbox (unsandboxed without bubblewrap),
+ *    so the tasks' tests and type checks run too, in their run slots at the bottom of the CPU. Its tasks
+ *    then mostly wait for a slot, and on a machine that others keep busy the runs get little CPU at all: the
+ *    sandbox-runs count says what they got done. On Postgres when DATABASE_URL is set, else PGlite.
+ * Prints p50/p99 of each phase and the ratio to the idle phase, the server's CPU time per post (from /proc:
+ * its own threads, PGlite included, not the runs; in the busy phases it includes the tasks' own work), how
+ * many tasks were running, and what the running tasks got done meanwhile (model replies, sandbox runs).
+ * Embedded PGlite always; Postgres too when DATABASE_URL is set (a fresh database, dropped after). Bounded:
+ * about 15 s per server.
+ *   [DATABASE_URL=postgres://…] bun bench/tasks.bench.ts [seconds per phase, default 4] [pglite|postgres]
  */
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import postgres from 'postgres'
-import { openStore } from '../src/core/db.ts'
-import { claimJobs, insertJob } from '../src/core/jobs.ts'
-import { createLogger } from '../src/core/logger.ts'
+import { tasksOnlyPluginsDir } from '../plugins/tasks/testing.ts'
 import { startMockOllama } from '../test/fakes/ollama.ts'
 import { spawnGantry } from '../test/gantry-process.ts'
+import { removeTempDirs } from '../test/helpers.ts'
+import { cpuMicros } from './lib/server-process.ts'
 
-const ROOT = resolve(import.meta.dir, '..')
-const TASKS = Number(process.argv[2] ?? 500)
-const INSTANCES = 2
-const CONCURRENCY_PER_INSTANCE = 16
-const POST_CONCURRENCY = 16
-const DEADLINE_MS = 100_000
-const CLAIMS = 2000
+const PHASE_SECONDS = Number(process.argv[2] ?? 4)
+const only = process.argv[3]
+const RUNNING = 32
+const POSTERS = 16
+const TOKENS_PER_SECOND = 50
 const ADMIN_KEY = 'gk_00000000_bench-admin-key-not-secret'
+const SANDBOX = Bun.which('bwrap') ? 'sandbox' : 'unsandboxed'
 const base = process.env.DATABASE_URL
-
-if (!base) {
-  console.log('bench/tasks needs DATABASE_URL (two instances share one Postgres); skipped.')
-  process.exit(0)
-}
 
 const pct = (sorted: number[], p: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : Number.NaN
 const sortNum = (xs: number[]) => [...xs].sort((a, b) => a - b)
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-// A fresh database of its own, dropped at the end.
-const dbName = `gantry_bench_${Date.now().toString(36)}`
-const admin = postgres(base, { max: 1, onnotice: () => {} })
-await admin.unsafe(`create database ${dbName}`)
-const dbUrl = new URL(base)
-dbUrl.pathname = `/${dbName}`
-const url = dbUrl.toString()
-
-const mock = await startMockOllama()
+// The model: a plan of two modules, then each module's code and tests (about 60–120 tokens a reply, so a
+// reply takes 1–2.5 s at 50 tokens/s); the hold tasks' plan call streams nothing and hangs.
 const plan = JSON.stringify({
-  modules: [{ name: 'mathutil', purpose: 'add numbers', interface: 'add(a, b)' }],
-  estimated_iterations: 1,
+  modules: [
+    {
+      name: 'mathutil',
+      purpose: 'add two numbers, exactly, for the statistics module',
+      interface: 'add(a, b)',
+    },
+    { name: 'stats', purpose: 'sum a list of numbers with add from mathutil', interface: 'sum(xs)' },
+  ],
+  estimated_iterations: 2,
 })
-const code = JSON.stringify({
-  code: 'export const add = (a: number, b: number) => a + b',
-  tests:
-    "import { expect, test } from 'bun:test'\nimport { add } from './mathutil.ts'\ntest('add', () => expect(add(1, 2)).toBe(3))",
+const modules: Record<string, { code: string; tests: string }> = {
+  mathutil: {
+    code: '/** Adds two numbers. */\nexport const add = (a: number, b: number): number => a + b\n',
+    tests: [
+      "import { expect, test } from 'bun:test'",
+      "import { add } from './mathutil.ts'",
+      "test('adds', () => expect(add(2, 3)).toBe(5))",
+      "test('adds negatives', () => expect(add(-1, 1)).toBe(0))",
+      "test('adds zero', () => expect(add(0, 7)).toBe(7))",
+    ].join('\n'),
+  },
+  stats: {
+    code: "import { add } from './mathutil.ts'\n/** The sum of the numbers. */\nexport const sum = (xs: number[]): number => xs.reduce(add, 0)\n",
+    tests: [
+      "import { expect, test } from 'bun:test'",
+      "import { sum } from './stats.ts'",
+      "test('sums', () => expect(sum([1, 2, 3])).toBe(6))",
+      "test('empty', () => expect(sum([])).toBe(0))",
+    ].join('\n'),
+  },
+}
+
+const mock = await startMockOllama({ tokensPerSecond: TOKENS_PER_SECOND })
+mock.script(({ body }) => {
+  const system = String(body?.messages?.[0]?.content ?? '')
+  const text = (body?.messages ?? []).map((m: { content?: string }) => m.content ?? '').join('\n')
+  if (text.includes('Hold the slot')) return { content: '', hang: true }
+  if (system.startsWith('You plan')) return { content: plan }
+  const name = /Write the module (\w+)\.ts/.exec(text)?.[1] ?? 'mathutil'
+  return { content: JSON.stringify(modules[name] ?? modules.mathutil) }
 })
-mock.script(({ body }) => ({
-  content: String(body?.messages?.[0]?.content ?? '').startsWith('You plan') ? plan : code,
-}))
+const modelCalls = () => mock.requests.filter((r) => r.path === '/api/chat').length
+const pluginsDir = tasksOnlyPluginsDir()
 
-const pluginsDir = mkdtempSync(join(tmpdir(), 'gantry-bench-plugins-'))
-symlinkSync(join(ROOT, 'plugins', 'tasks'), join(pluginsDir, 'tasks'))
-const procs: { url: string; proc: ReturnType<typeof Bun.spawn>; dataDir: string }[] = []
+type Kind = 'pglite' | 'postgres'
 
-async function startInstance() {
-  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'))
+/** One server: the idle phase (when `withIdle`), then the busy one with the tasks running under `execution`. */
+async function benchOne(kind: Kind, execution: 'off' | 'sandbox' | 'unsandboxed', withIdle: boolean) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-tasks-'))
+  let dropDatabase = async () => {}
+  let databaseUrl: string | undefined
+  if (kind === 'postgres') {
+    const name = `gantry_bench_${Date.now().toString(36)}`
+    const admin = postgres(base!, { max: 1, onnotice: () => {} })
+    await admin.unsafe(`create database ${name}`)
+    await admin.end()
+    const u = new URL(base!)
+    u.pathname = `/${name}`
+    databaseUrl = u.toString()
+    dropDatabase = async () => {
+      const sql = postgres(base!, { max: 1, onnotice: () => {} })
+      await sql.unsafe(`drop database if exists ${name} with (force)`)
+      await sql.end()
+    }
+  }
   const g = spawnGantry({
     DATA_DIR: dataDir,
-    DATABASE_URL: url,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ADMIN_API_KEY: ADMIN_KEY,
     OLLAMA_HOST: mock.url,
+    OLLAMA_MODEL: 'llama3.2',
     PLUGINS_DIR: pluginsDir,
-    CODE_EXECUTION: 'off',
-    TASK_CONCURRENCY: String(CONCURRENCY_PER_INSTANCE),
+    CODE_EXECUTION: execution,
+    TASK_CONCURRENCY: String(RUNNING),
+    // e.g. BENCH_BUN_OPTIONS='--cpu-prof-md --cpu-prof-dir=/tmp/prof' profiles the server
+    ...(process.env.BENCH_BUN_OPTIONS ? { BUN_OPTIONS: process.env.BENCH_BUN_OPTIONS } : {}),
   })
-  const base = await g.url()
-  procs.push({ url: base, proc: g.proc, dataDir })
-  return base
+  try {
+    const url = await g.url()
+    const headers = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }
+    const post = async (prompt: string) => {
+      const res = await fetch(`${url}/tasks`, { method: 'POST', headers, body: JSON.stringify({ prompt }) })
+      const body = (await res.json()) as { task_id: string }
+      if (res.status !== 201) throw new Error(`POST /tasks answered ${res.status}: ${JSON.stringify(body)}`)
+      return body.task_id
+    }
+    const running = async () => {
+      const res = await fetch(`${url}/tasks?status=running&limit=100`, { headers })
+      return ((await res.json()) as { tasks: unknown[] }).tasks.length
+    }
+    const sandboxRuns = async () => {
+      const text = await (await fetch(`${url}/metrics`, { headers })).text()
+      let n = 0
+      for (const m of text.matchAll(/^gantry_sandbox_runs_total\{[^}]*\} (\d+)/gm)) n += Number(m[1])
+      return n
+    }
+    /** POSTERS concurrent posters for `seconds`: each latency in ms, and the server's CPU µs per post. */
+    const postPhase = async (label: string, seconds = PHASE_SECONDS) => {
+      const latencies: number[] = []
+      const until = performance.now() + seconds * 1000
+      let next = 0
+      const cpu0 = await cpuMicros(g.pid)
+      await Promise.all(
+        Array.from({ length: POSTERS }, async () => {
+          while (performance.now() < until) {
+            const started = performance.now()
+            await post(`Bench ${label} task ${next++}: build a statistics library`)
+            latencies.push(performance.now() - started)
+          }
+        }),
+      )
+      const cpu1 = await cpuMicros(g.pid)
+      const cpuPerPost =
+        cpu0 === undefined || cpu1 === undefined ? Number.NaN : (cpu1 - cpu0) / latencies.length
+      return { latencies: sortNum(latencies), cpuPerPost }
+    }
+    const waitUntil = async (what: string, ok: () => Promise<boolean>, timeoutMs = 60_000) => {
+      const until = Date.now() + timeoutMs
+      while (!(await ok())) {
+        if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+        await sleep(100)
+      }
+    }
+
+    let idle: Awaited<ReturnType<typeof postPhase>> | undefined
+    if (withIdle) {
+      // 1. Idle: the slots are held by tasks that wait on the model forever, so the posted tasks queue.
+      const holds = await Promise.all(Array.from({ length: RUNNING }, (_, i) => post(`Hold the slot ${i}`)))
+      await waitUntil('the hold tasks to start', async () => mock.activeGenerations >= RUNNING)
+      await postPhase('warm-up', 1) // the first requests compile the route; not counted
+      idle = await postPhase('idle')
+      // 2. Busy: free the slots; 32 of the queued tasks start.
+      for (const id of holds) await fetch(`${url}/tasks/${id}/cancel`, { method: 'POST', headers })
+    } else {
+      await postPhase('warm-up', 1) // queues enough tasks for the runner, and compiles the route
+    }
+    await waitUntil('32 tasks running', async () => (await running()) >= RUNNING)
+    await sleep(2000) // into the steady state: model replies streaming, test runs in the sandbox
+    const samples: number[] = []
+    let sampling = true
+    const sampler = (async () => {
+      while (sampling) {
+        samples.push(await running())
+        await sleep(500)
+      }
+    })()
+    const callsBefore = modelCalls()
+    const runsBefore = await sandboxRuns()
+    const t0 = performance.now()
+    const busy = await postPhase('busy')
+    const seconds = (performance.now() - t0) / 1000
+    const calls = modelCalls() - callsBefore
+    const runs = (await sandboxRuns()) - runsBefore
+    sampling = false
+    await sampler
+    return { idle, busy, samples, seconds, calls, runs }
+  } finally {
+    g.proc.kill('SIGTERM')
+    await g.exit()
+    if (process.env.BENCH_SERVER_STDERR) console.error(g.stderr())
+    rmSync(dataDir, { recursive: true, force: true })
+    await dropDatabase()
+  }
 }
 
 let exitCode = 0
+const kinds = (['pglite', 'postgres'] as const).filter(
+  (k) => (!only || only === k) && (k === 'pglite' || base),
+)
+console.log(
+  `POST /tasks, ${POSTERS} concurrent posters, ${PHASE_SECONDS} s per phase; ${RUNNING} tasks running (TASK_CONCURRENCY ${RUNNING}), model paced at ${TOKENS_PER_SECOND} tokens/s`,
+)
+if (!base) console.log('(DATABASE_URL unset: embedded PGlite only)')
+const rows = [
+  ['database', 'phase', 'posts', 'p50 ms', 'p99 ms', 'max ms', 'p99 × idle', 'server CPU ms/post', 'running'],
+]
+type Phase = Awaited<ReturnType<typeof benchOne>>['busy']
+const row = (kind: Kind, phase: string, r: Phase, idle: Phase, running: string) => [
+  kind,
+  phase,
+  String(r.latencies.length),
+  pct(r.latencies, 50).toFixed(1),
+  pct(r.latencies, 99).toFixed(1),
+  r.latencies.at(-1)!.toFixed(1),
+  (pct(r.latencies, 99) / pct(idle.latencies, 99)).toFixed(2),
+  (r.cpuPerPost / 1000).toFixed(2),
+  running,
+]
 try {
-  // Start one first so that migrations run once; the second finds them applied.
-  const urls = [await startInstance()]
-  for (let i = 1; i < INSTANCES; i++) urls.push(await startInstance())
-  const sql = postgres(url, { max: 2, onnotice: () => {} })
-
-  // 1. POST /tasks, POST_CONCURRENCY at a time, alternating instances.
-  const postLatencies: number[] = []
-  let next = 0
-  let postErrors = 0
-  const t0 = performance.now()
-  await Promise.all(
-    Array.from({ length: POST_CONCURRENCY }, async () => {
-      for (let i = next++; i < TASKS; i = next++) {
-        const started = performance.now()
-        const res = await fetch(`${urls[i % urls.length]}/tasks`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ prompt: `Bench task ${i}: add two numbers` }),
-        })
-        await res.arrayBuffer()
-        postLatencies.push(performance.now() - started)
-        if (res.status !== 201) postErrors++
-      }
-    }),
-  )
-  const postSeconds = (performance.now() - t0) / 1000
-
-  // 2. Wait for every task to finish (bounded).
-  const until = Date.now() + DEADLINE_MS
-  let done = 0
-  while (Date.now() < until) {
-    const [row] =
-      await sql`select count(*)::int as n from tasks where status in ('completed', 'failed', 'cancelled')`
-    done = row!.n
-    if (done >= TASKS) break
-    await Bun.sleep(200)
+  for (const kind of kinds) {
+    const withSandbox = kind === kinds.at(-1)
+    const model = await benchOne(kind, 'off', true)
+    const idle = model.idle!
+    const work = (r: typeof model) => {
+      const mean = r.samples.reduce((a, b) => a + b, 0) / Math.max(1, r.samples.length)
+      return `${Math.min(...r.samples)}–${mean.toFixed(1)}`
+    }
+    rows.push(row(kind, 'idle', idle, idle, '0'), row(kind, 'busy: model', model.busy, idle, work(model)))
+    const said = (label: string, r: typeof model) =>
+      console.log(
+        `${kind}, ${label}: during the busy phase (${r.seconds.toFixed(1)} s) the running tasks made ${r.calls} model calls (${(r.calls / r.seconds).toFixed(1)}/s) and ${r.runs} sandbox runs`,
+      )
+    said('model', model)
+    if (withSandbox) {
+      const sandboxed = await benchOne(kind, SANDBOX, false)
+      rows.push(row(kind, `busy: model + ${SANDBOX}`, sandboxed.busy, idle, work(sandboxed)))
+      said(`model + ${SANDBOX}`, sandboxed)
+    }
   }
-  const [span] = await sql`
-    select extract(epoch from (max(finished_at) - min(created_at))) as seconds,
-           count(*) filter (where status = 'completed')::int as completed,
-           count(*) filter (where status = 'failed')::int as failed
-      from tasks`
-  const startLatencies = sortNum(
-    (
-      await sql`
-        select extract(epoch from (e.created_at - t.created_at)) * 1000 as ms
-          from tasks t join events e on e.stream = t.id and e.type = 'TASK_STARTED'`
-    ).map((r) => Number(r.ms)),
-  )
-
-  // 3. The raw claim: one job per claim, sequentially, on the same database (no HTTP, no workflow).
-  const { log } = createLogger('silent')
-  const store = await openStore({ databaseUrl: url, pgliteDir: '', connectTimeoutMs: 5000, log })
-  const [owner] = await sql`select id from users limit 1`
-  for (let i = 0; i < CLAIMS; i += 500)
-    await Promise.all(
-      Array.from({ length: Math.min(500, CLAIMS - i) }, (_, j) =>
-        insertJob(store.db, {
-          id: `bench-claim-${i + j}`,
-          kind: 'bench-claim',
-          ownerId: owner!.id,
-          payload: {},
-        }),
-      ),
-    )
-  const claimLatencies: number[] = []
-  let claimTime = 0
-  for (let i = 0; i < CLAIMS; i++) {
-    const started = performance.now()
-    const claimed = await claimJobs(store, 'bench-claim', 1, 'bench', 30_000)
-    claimLatencies.push(performance.now() - started)
-    claimTime += performance.now() - started
-    if (claimed.length !== 1) throw new Error('claim found nothing')
-    // Untimed: finish it, as a runner would, so running jobs do not pile up in the claim's index.
-    await store.query(`update jobs set status = 'succeeded', lease_owner = null where id = $1`, [
-      claimed[0]!.id,
-    ])
-  }
-  const claimSeconds = claimTime / 1000
-  await store.close()
-  await sql.end()
-
-  const post = sortNum(postLatencies)
-  const claims = sortNum(claimLatencies)
-  const seconds = Number(span!.seconds)
-  console.log(
-    `${TASKS} tasks, ${INSTANCES} instances × TASK_CONCURRENCY ${CONCURRENCY_PER_INSTANCE}, simulated model (unpaced), CODE_EXECUTION=off, ${POST_CONCURRENCY} concurrent POSTs`,
-  )
-  const rows = [
-    ['measure', 'p50 ms', 'p99 ms', 'per second', 'n'],
-    [
-      'POST /tasks',
-      pct(post, 50).toFixed(2),
-      pct(post, 99).toFixed(2),
-      (TASKS / postSeconds).toFixed(0),
-      String(post.length),
-    ],
-    [
-      'enqueue → TASK_STARTED',
-      pct(startLatencies, 50).toFixed(1),
-      pct(startLatencies, 99).toFixed(1),
-      '-',
-      String(startLatencies.length),
-    ],
-    ['task end to end (tasks/s)', '-', '-', (span!.completed / seconds).toFixed(1), String(span!.completed)],
-    [
-      'one SKIP LOCKED claim (raw)',
-      pct(claims, 50).toFixed(3),
-      pct(claims, 99).toFixed(3),
-      (CLAIMS / claimSeconds).toFixed(0),
-      String(CLAIMS),
-    ],
-  ]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  '))
-  console.log(
-    `\ncompleted ${span!.completed}, failed ${span!.failed}, POST errors ${postErrors}; ${done}/${TASKS} finished within ${DEADLINE_MS / 1000} s`,
-  )
-  console.log(
-    `POST /tasks p99 is ${(pct(post, 99) / pct(claims, 50)).toFixed(1)}× one raw claim (p50); enqueue → start p50 includes the queue wait while ${INSTANCES * CONCURRENCY_PER_INSTANCE} slots are busy`,
-  )
-  if (done < TASKS || postErrors) exitCode = 1
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '))
 } catch (err) {
   console.error(err)
   exitCode = 1
 } finally {
-  for (const p of procs) p.proc.kill('SIGTERM')
-  await Promise.all(procs.map((p) => p.proc.exited))
-  for (const p of procs) rmSync(p.dataDir, { recursive: true, force: true })
-  rmSync(pluginsDir, { recursive: true, force: true })
   await mock.stop()
-  await admin.unsafe(`drop database if exists ${dbName} with (force)`)
-  await admin.end()
+  removeTempDirs()
 }
 process.exit(exitCode)

@@ -8,7 +8,7 @@ import { rfbHandshake } from '../plugins/vnc/rfb-client.ts'
 import { freeLoopbackPort, readBanner, signalGroup, spawnGroup } from '../plugins/vnc/runtime.ts'
 import { ADMIN_KEY, startTestServer } from '../test/helpers.ts'
 
-const ROUNDS = Number(process.argv[2] ?? 10)
+const ROUNDS = Number(process.argv[2] ?? 6)
 const DEADLINE = Date.now() + 100_000
 
 const percentile = (sorted: number[], p: number) =>

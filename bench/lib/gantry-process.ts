@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { loadConfig } from '../../src/config.ts'
 import { startGantry } from '../../src/server.ts'
 
-export async function serveGantryForBench(key: string, env: Record<string, string> = {}): Promise<void> {
+/** The full app in this process on a data folder of its own, with the bench's admin key; no banner. */
+export async function startGantryForBench(key: string, env: Record<string, string> = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-bench-'))
   const config = loadConfig({
     ...process.env,
@@ -19,6 +20,11 @@ export async function serveGantryForBench(key: string, env: Record<string, strin
     ...env,
   })
   const running = await startGantry(config, { pgliteDir: config.databaseUrl ? undefined : 'memory://' })
+  return { running, dataDir }
+}
+
+export async function serveGantryForBench(key: string, env: Record<string, string> = {}): Promise<void> {
+  const { running, dataDir } = await startGantryForBench(key, env)
   process.stdout.write(`READY http://127.0.0.1:${running.server.port} ${key}\n`)
   process.on('SIGTERM', async () => {
     await running.stop()
