@@ -35,8 +35,16 @@ export type Executor = Database | Parameters<Parameters<Database['transaction']>
 export interface Store {
   kind: 'postgres' | 'pglite'
   db: Database
-  /** Raw parameterised SQL, for the few statements drizzle does not express (LISTEN helpers, locks). */
-  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>
+  /**
+   * Raw parameterised SQL, for the few statements drizzle does not express (LISTEN helpers, locks) and the hot
+   * ones. `prepare`: Postgres keeps the statement parsed per connection, for constant text run again and again
+   * (the event log's commit); the embedded database ignores it.
+   */
+  query<T = Record<string, unknown>>(
+    text: string,
+    params?: unknown[],
+    options?: { prepare?: boolean },
+  ): Promise<T[]>
   /** Subscribes to a NOTIFY channel; `onListen` runs at first and after every reconnect (catch up there). */
   listen(
     channel: string,
@@ -155,7 +163,8 @@ async function openPostgres(url: string, connectTimeoutMs: number, log: Logger):
   return {
     kind: 'postgres',
     db: drizzlePostgres(sql) as unknown as Database,
-    query: (text, params = []) => sql.unsafe(text, params as any[]) as any,
+    query: (text, params = [], options) =>
+      sql.unsafe(text, params as any[], { prepare: options?.prepare === true }) as any,
     async listen(channel, onPayload, onListen) {
       const sub = await sql.listen(channel, onPayload, onListen)
       return () => sub.unlisten()

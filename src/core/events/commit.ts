@@ -1,6 +1,5 @@
 /** One flush of the event log: a batch of appends committed by one statement, fenced by the appending jobs. */
-import { sql } from 'drizzle-orm'
-import type { Database } from '../db.ts'
+import type { Store } from '../db.ts'
 import { NotFound } from '../errors.ts'
 import { type Fence, LeaseLostError } from '../jobs.ts'
 import { EVENTS_CHANNEL, type StoredEvent } from './types.ts'
@@ -24,17 +23,67 @@ export interface FlushOutcome {
   refused: [PendingAppend, Error][]
 }
 
-const rowsOf = <T>(result: unknown): T[] =>
-  (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[]
-
 /**
  * One statement, so one round trip, run as its own transaction: take the fenced jobs' rows FOR SHARE and keep
  * only the events whose attempt still holds its job, lock the streams in id order (no deadlock between
  * instances), bump their heads, insert the events at the seqs that leaves free, and ring the doorbell.
  * Every admitted event of a stream gets head+1, head+2… in batch order, under the stream's row lock.
+ * Constant text with $1 the batch as JSON, $2 the timestamp, $3 the instance, $4 the channel and $5 the
+ * doorbell's limit: written once and prepared once per connection, not built by drizzle's sql template and
+ * parsed by Postgres on every flush.
  */
+const COMMIT_BATCH = `
+  with input as (
+    select * from jsonb_to_recordset($1::text::jsonb)
+      as x(stream text, ord int, job text, epoch int, owner text, type text, data jsonb)
+  ), held as (
+    -- FOR SHARE returns the row as it is once locked: a claim committed meanwhile is seen, and a claim
+    -- that comes later waits (or skips the row) until these events are committed.
+    select j.id, j.lease_epoch, j.lease_owner, j.status from jobs j
+     where j.id in (select job from input where job is not null)
+     order by j.id
+       for share of j
+  ), admitted as (
+    select i.stream, i.type, i.data, row_number() over (partition by i.stream order by i.ord)::int as ord
+      from input i
+     where i.job is null
+        or exists (select 1 from held h
+                    where h.id = i.job and h.lease_epoch = i.epoch and h.lease_owner = i.owner
+                      and h.status = 'running')
+  ), counts as (
+    select stream, count(*)::int as n from admitted group by stream
+  ), locked as (
+    select s.id from event_streams s join counts c on c.stream = s.id order by s.id for update of s
+  ), bumped as (
+    update event_streams s set head = s.head + c.n
+      from counts c, locked l
+     where s.id = c.stream and l.id = s.id
+    returning s.id, s.head - c.n as base, s.head as head
+  ), inserted as (
+    insert into events (stream, seq, type, data, created_at)
+    select a.stream, b.base + a.ord, a.type, a.data, $2::text::timestamptz
+      from admitted a join bumped b on b.id = a.stream
+    returning 1
+  ), bell as (
+    select json_build_object('from', $3::text, 'heads', json_object_agg(id, head))::text as heads
+      from bumped having count(*) > 0
+  ), rang as (
+    select pg_notify($4::text,
+             case when octet_length(bell.heads) > $5::int
+                  then json_build_object('from', $3::text, 'all', true)::text
+                  else bell.heads end)
+      from bell
+  )
+  select (select json_agg(json_build_array(h.id, h.lease_epoch, h.lease_owner, h.status)) from held h)::text
+           as held,
+         (select json_object_agg(b.id, b.base) from bumped b)::text as heads,
+         (select count(*) from inserted) as inserted,
+         (select count(*) from rang) as rang
+`
+
+/** Commits one batch: what was admitted, with its seqs, and what was refused and why. */
 export async function commitBatch(
-  db: Database,
+  query: Store['query'],
   instance: string,
   batch: PendingAppend[],
 ): Promise<FlushOutcome> {
@@ -54,54 +103,10 @@ export async function commitBatch(
       )
     }
   }
-  const [result] = rowsOf<{ held: string | null; heads: string | null }>(
-    await db.execute(sql`
-      with input as (
-        select * from jsonb_to_recordset(${`[${input.join(',')}]`}::text::jsonb)
-          as x(stream text, ord int, job text, epoch int, owner text, type text, data jsonb)
-      ), held as (
-        -- FOR SHARE returns the row as it is once locked: a claim committed meanwhile is seen, and a claim
-        -- that comes later waits (or skips the row) until these events are committed.
-        select j.id, j.lease_epoch, j.lease_owner, j.status from jobs j
-         where j.id in (select job from input where job is not null)
-         order by j.id
-           for share of j
-      ), admitted as (
-        select i.stream, i.type, i.data, row_number() over (partition by i.stream order by i.ord)::int as ord
-          from input i
-         where i.job is null
-            or exists (select 1 from held h
-                        where h.id = i.job and h.lease_epoch = i.epoch and h.lease_owner = i.owner
-                          and h.status = 'running')
-      ), counts as (
-        select stream, count(*)::int as n from admitted group by stream
-      ), locked as (
-        select s.id from event_streams s join counts c on c.stream = s.id order by s.id for update of s
-      ), bumped as (
-        update event_streams s set head = s.head + c.n
-          from counts c, locked l
-         where s.id = c.stream and l.id = s.id
-        returning s.id, s.head - c.n as base, s.head as head
-      ), inserted as (
-        insert into events (stream, seq, type, data, created_at)
-        select a.stream, b.base + a.ord, a.type, a.data, ${timestamp}::timestamptz
-          from admitted a join bumped b on b.id = a.stream
-        returning 1
-      ), bell as (
-        select json_build_object('from', ${instance}::text, 'heads', json_object_agg(id, head))::text as heads
-          from bumped having count(*) > 0
-      ), rang as (
-        select pg_notify(${EVENTS_CHANNEL},
-                 case when octet_length(bell.heads) > ${DOORBELL_MAX_BYTES}
-                      then json_build_object('from', ${instance}::text, 'all', true)::text
-                      else bell.heads end)
-          from bell
-      )
-      select (select json_agg(json_build_array(h.id, h.lease_epoch, h.lease_owner, h.status)) from held h)::text
-               as held,
-             (select json_object_agg(b.id, b.base) from bumped b)::text as heads,
-             (select count(*) from inserted) as inserted,
-             (select count(*) from rang) as rang`),
+  const [result] = await query<{ held: string | null; heads: string | null }>(
+    COMMIT_BATCH,
+    [`[${input.join(',')}]`, timestamp, instance, EVENTS_CHANNEL, DOORBELL_MAX_BYTES],
+    { prepare: true },
   )
   const bases = new Map(Object.entries(JSON.parse(result?.heads ?? 'null') ?? {}) as [string, number][])
   const holding = new Set(

@@ -285,7 +285,7 @@ export class PgEventLog implements EventLogService, ChannelOwner {
   private async flushBatch(batch: PendingAppend[]): Promise<void> {
     let outcome: Awaited<ReturnType<typeof commitBatch>>
     try {
-      outcome = await commitBatch(this.db, this.instance, batch)
+      outcome = await commitBatch(this.store.query, this.instance, batch)
     } catch (err) {
       // One bad event (say, a string jsonb refuses) must not fail its neighbours: retry them one by one.
       if (batch.length > 1 && !isDatabaseUnavailable(err)) {
