@@ -5,7 +5,7 @@
  * Chromium on loopback. A paced tap between Gantry and the simulated Ollama notes when each word leaves the
  * "model"; a MutationObserver in the page notes when it is first in the answer's DOM (same machine, same
  * epoch clock). Also the server's CPU per token (from /proc) in each mode.
- *   bun bench/console-live.bench.ts [tokens per answer, default 200] [rounds, default 3]
+ *   bun bench/console-live.bench.ts [tokens per answer, default 200] [rounds, default 2]
  * With DATABASE_URL the server gets a fresh database on that server (a commit there costs a WAL flush); else PGlite.
  */
 import { readFileSync } from 'node:fs'
@@ -16,7 +16,7 @@ import { percentile } from './console-probes.ts'
 import { startPacedTap } from './console-tap.ts'
 
 const TOKENS = Number(process.argv[2] ?? 200)
-const ROUNDS = Number(process.argv[3] ?? 3)
+const ROUNDS = Number(process.argv[3] ?? 2)
 const TOKENS_PER_SECOND = 100
 const word = (i: number) => `w${String(i).padStart(5, '0')}`
 const answer = (n: number) => Array.from({ length: n }, (_, i) => word(i)).join(' ')

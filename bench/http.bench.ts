@@ -9,13 +9,13 @@
  * between them; the median round counts. On a machine that is busy with other work, every server then sees
  * the same disturbance. Beside req/s it reports the server's own CPU time per request (from /proc), which
  * hardly depends on what else the machine does: its ratio is the capacity of one core, app against baseline.
- *   bun bench/http.bench.ts [rounds, default 4] [seconds per round, default 1]
+ *   bun bench/http.bench.ts [rounds, default 3] [seconds per round, default 1]
  */
 import { freshDatabase } from '../test/helpers.ts'
 import { hasWrk, type LoadResult, runLoad } from './lib/load.ts'
 import { cpuMicros, startServerProcess } from './lib/server-process.ts'
 
-const rounds = Number(process.argv[2] ?? 4)
+const rounds = Number(process.argv[2] ?? 3)
 const seconds = Number(process.argv[3] ?? 1)
 const kinds = ['bare', 'duties', 'elysia', 'gantry'] as const
 const routes = [
