@@ -27,6 +27,8 @@ const config = loadConfig({
   DATA_DIR: dataDir,
   LOG_LEVEL: 'info',
   OLLAMA_HOST: 'http://127.0.0.1:9',
+  // In memory, whatever DATABASE_URL says: this bench never touches the network, and must not migrate a real database.
+  DATABASE_URL: '',
 })
 const running = await startGantry(config, { pgliteDir: 'memory://', logDestination: { write() {} } as never })
 const app = running.app

@@ -6,6 +6,13 @@ import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 
 const filter = process.argv[2]
+// Every bench takes Postgres from DATABASE_URL (each makes a fresh database there and drops it); the test
+// suite's TEST_DATABASE_URL works as well, so that no bench quietly runs on PGlite while the others use Postgres.
+const database = process.env.DATABASE_URL || process.env.TEST_DATABASE_URL
+if (database) process.env.DATABASE_URL = database
+console.log(
+  `database: ${database ? `Postgres at ${new URL(database).host} (a fresh database per bench)` : 'PGlite (set DATABASE_URL for Postgres)'}`,
+)
 const files = readdirSync(import.meta.dir)
   .filter((f) => f.endsWith('.bench.ts') && (!filter || f.includes(filter)))
   .sort()
