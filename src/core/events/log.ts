@@ -17,6 +17,14 @@ import {
 
 /** Events per flush transaction. */
 const MAX_BATCH_EVENTS = 2000
+/**
+ * How long a flush waits when every queued append is already on its subscribers' screens (each of its events
+ * was taken as a tentative event): their commit only turns into acks, so streams that each flush every
+ * LIVE_COMMIT_MS at their own moment share one transaction instead of one each. Any other append ends the wait.
+ */
+export const SHOWN_COMMIT_GATHER_MS = 20
+const shownWhole = (p: PendingAppend) =>
+  p.tentative !== undefined && p.tentative.every((ids) => ids.length > 0)
 const PAGE = 1000
 
 interface Doorbell {
@@ -36,6 +44,11 @@ export class PgEventLog implements EventLogService, ChannelOwner {
   private queuedEvents = 0
   private flushing: Promise<void> | undefined
   private scheduled = false
+  /** Queued appends with an event that no subscriber has seen yet: while there is one, nothing waits. */
+  private unshown = 0
+  private endGather: (() => void) | undefined = undefined
+  /** @internal SHOWN_COMMIT_GATHER_MS, for tests that need the wait to be long. */
+  shownGatherMs = SHOWN_COMMIT_GATHER_MS
   private unlisten: (() => Promise<void>) | undefined
   private lastTentative = 0
 
@@ -62,6 +75,7 @@ export class PgEventLog implements EventLogService, ChannelOwner {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.endGather?.()
     for (let i = 0; i < 100 && (this.flushing || this.queue.length); i++) {
       if (!this.flushing) this.flushing = this.flushLoop()
       await this.flushing
@@ -171,8 +185,13 @@ export class PgEventLog implements EventLogService, ChannelOwner {
       })
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ stream, fence: options.fence, rows, tentative, resolve, reject })
+      const pending = { stream, fence: options.fence, rows, tentative, resolve, reject }
+      this.queue.push(pending)
       this.queuedEvents += rows.length
+      if (!shownWhole(pending)) {
+        this.unshown++
+        this.endGather?.()
+      }
       this.schedule()
     })
   }
@@ -261,11 +280,21 @@ export class PgEventLog implements EventLogService, ChannelOwner {
   private async flushLoop(): Promise<void> {
     try {
       while (this.queue.length) {
+        if (!this.unshown && !this.closed && this.queuedEvents < MAX_BATCH_EVENTS)
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, this.shownGatherMs)
+            this.endGather = () => {
+              clearTimeout(timer)
+              resolve()
+            }
+          })
+        this.endGather = undefined
         const batch: PendingAppend[] = []
         let size = 0
         while (this.queue.length && (size === 0 || size + this.queue[0]!.rows.length <= MAX_BATCH_EVENTS)) {
           const next = this.queue.shift()!
           size += next.rows.length
+          if (!shownWhole(next)) this.unshown--
           batch.push(next)
         }
         this.queuedEvents -= size

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startTestServer, type TestServer, waitFor } from '../../../test/helpers.ts'
 import { LeaseLostError } from '../jobs.ts'
+import { SHOWN_COMMIT_GATHER_MS } from './log.ts'
 import type { EventLog, StoredEvent, TentativeEvent } from './types.ts'
 
 let server: TestServer
@@ -157,6 +158,53 @@ describe('tentative delivery', () => {
     expect([early.tentative.size, late.tentative.size]).toEqual([0, 0])
     early.sub.close()
     late.sub.close()
+  })
+
+  test('appends whose every event is already shown share one flush; any other append ends the wait at once', async () => {
+    const log = events as unknown as {
+      store: { query: (...args: unknown[]) => Promise<unknown> }
+      shownGatherMs: number
+    }
+    let flushes = 0
+    const query = log.store.query
+    log.store.query = (...args) => {
+      if (String(args[0]).includes('jsonb_to_recordset')) flushes++
+      return query(...args)
+    }
+    const shown = async (stream: string, s: string) => {
+      const id = events.preview(stream, 'content', { s })!
+      expect(id).toBeDefined()
+      return events.appendMany(stream, [{ type: 'content', data: { s } }], { previewed: [[id]] })
+    }
+    const [a, b, c] = [await newStream(), await newStream(), await newStream()]
+    const clients = [client(a), client(b)]
+    await live(a, clients[0]!)
+    await live(b, clients[1]!)
+    try {
+      // Two streams flushing 5 ms apart, each shown already: one transaction, not two.
+      flushes = 0
+      const first = shown(a, 'one')
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      await Promise.all([first, shown(b, 'two')])
+      expect(flushes).toBe(1)
+      // A wait that would outlast the test is ended by an append that nobody has seen (c has no subscriber).
+      log.shownGatherMs = 600_000
+      flushes = 0
+      const waiting = [shown(a, 'three'), shown(b, 'four')]
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      await Promise.all([...waiting, events.append(c, 'UNSEEN', {})])
+      expect(flushes).toBe(1)
+      await waitFor(() => clients.every((x) => x.last === 2), 5000, 'the acks')
+      expect(clients.map((x) => x.kept())).toEqual([
+        [{ s: 'one' }, { s: 'three' }],
+        [{ s: 'two' }, { s: 'four' }],
+      ])
+      expect(clients.flatMap((x) => x.problems)).toEqual([])
+    } finally {
+      log.store.query = query
+      log.shownGatherMs = SHOWN_COMMIT_GATHER_MS
+      for (const x of clients) x.sub.close()
+    }
   })
 
   test('a replaying subscriber is not shown tentative events; a stock-only stream skips the tentative path', async () => {
