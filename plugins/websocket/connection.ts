@@ -19,8 +19,9 @@
  * 4. In `message(peer, message)`: `const frame = live.receive(message)`. It counts the peer as alive, closes
  *    1009 past `maxFrameBytes` (64 KB), 1008 past the flood limit, answers an `error` frame for binary or
  *    non-JSON (the connection stays) and returns the parsed object, or undefined when handled.
- * 5. Send with `live.send(objectOrString)`: past `maxBufferedBytes` not yet written to a slow peer, the socket is
- *    closed with 1013 (try again later) instead of growing memory; the client resumes with `?since=`.
+ * 5. Send with `live.send(objectOrString)`: past `maxBufferedBytes` not yet written to a slow peer (besides the
+ *    largest frame waiting, which a fast peer may still be reading), the socket is closed with 1013 (try again
+ *    later) instead of growing memory; the client resumes with `?since=`.
  * 6. In `pong(peer)`: `live.seen()`; in `close(peer)`: `live.closed()`.
  */
 import { authenticate } from '../../src/core/auth.ts'
@@ -227,6 +228,12 @@ export abstract class LiveSocketBase {
   private tokens: number
   private refilledAt = this.lastSeen
   private isClosed = false
+  /**
+   * The largest frame waiting since the buffer was last under the limit. A frame larger than the limit sits in
+   * the buffer whole for a while even when the peer reads at full speed: only what waits besides it says that
+   * the peer is not reading. What a slow peer can hold is thus its largest frame plus the limit.
+   */
+  private waitingFrameBytes = 0
   /** The peer, from `attach` (the runtime's `open`). */
   raw!: RawSocket
   /** Neighbours in the app's socket list (SocketList). */
@@ -351,19 +358,38 @@ export abstract class LiveSocketBase {
    */
   send(message: string | object): boolean {
     if (!this.isOpen) return false
-    const status = this.raw.send(typeof message === 'string' ? message : JSON.stringify(message))
+    const text = typeof message === 'string' ? message : JSON.stringify(message)
+    const status = this.raw.send(text)
     // > 0: written at once, nothing waiting. 0: Bun dropped it (its own limit). -1: queued behind earlier
     // frames: check how much is waiting (only then; with 1,000 subscribers the extra call adds up).
-    if (status === 0 || (status < 0 && this.raw.getBufferedAmount() > this.options.maxBufferedBytes)) {
+    if (status > 0) {
+      if (this.waitingFrameBytes) this.waitingFrameBytes = 0
+      return true
+    }
+    if (status === 0 || this.overLimit(Buffer.byteLength(text))) {
       this.tooSlow()
       return false
     }
     return true
   }
 
+  /**
+   * True when more than `maxBufferedBytes` wait besides the largest frame waiting (`frameBytes`: the size of
+   * one just queued): a slow reader, not a big frame on its way to a fast one.
+   */
+  overLimit(frameBytes?: number): boolean {
+    const buffered = this.raw.getBufferedAmount()
+    if (buffered <= this.options.maxBufferedBytes) {
+      this.waitingFrameBytes = 0
+      return false
+    }
+    if (frameBytes !== undefined && frameBytes > this.waitingFrameBytes) this.waitingFrameBytes = frameBytes
+    return buffered - this.waitingFrameBytes > this.options.maxBufferedBytes
+  }
+
   /** The runtime's late word that bytes are still queued (Deno, after a burst in one turn): 1013 past the limit. */
   backlog(): void {
-    if (this.isOpen && this.raw.getBufferedAmount() > this.options.maxBufferedBytes) this.tooSlow()
+    if (this.isOpen && this.overLimit()) this.tooSlow()
   }
 
   /** Past `maxBufferedBytes` not yet taken by the peer (or dropped by the runtime): 1013, and the client resumes. */

@@ -164,9 +164,10 @@ export class StreamHub {
       // Like a send, publish writes at once and says -1 when any subscriber has frames waiting (0: dropped for
       // one): only then look for the ones past the limit.
       if (server.publish!(this.topic, text) > 0) return
+      const bytes = Buffer.byteLength(text)
       for (let socket = this.first; socket; ) {
         const next = socket.next
-        if (socket.raw.getBufferedAmount() > socket.options.maxBufferedBytes) socket.tooSlow()
+        if (socket.overLimit(bytes)) socket.tooSlow()
         socket = next
       }
       return
