@@ -23,8 +23,6 @@ const MAX_BATCH_EVENTS = 2000
  * LIVE_COMMIT_MS at their own moment share one transaction instead of one each. Any other append ends the wait.
  */
 export const SHOWN_COMMIT_GATHER_MS = 20
-const shownWhole = (p: PendingAppend) =>
-  p.tentative !== undefined && p.tentative.every((ids) => ids.length > 0)
 const PAGE = 1000
 
 interface Doorbell {
@@ -40,7 +38,8 @@ export class PgEventLog implements EventLogService, ChannelOwner {
   readonly instance = crypto.randomUUID().slice(0, 8)
   closed = false
   private readonly channels = new Map<string, Channel>()
-  private queue: PendingAppend[] = []
+  /** `shown`: every event of the append was taken by a subscriber as a tentative event. */
+  private queue: (PendingAppend & { shown: boolean })[] = []
   private queuedEvents = 0
   private flushing: Promise<void> | undefined
   private scheduled = false
@@ -185,10 +184,10 @@ export class PgEventLog implements EventLogService, ChannelOwner {
       })
     }
     return new Promise((resolve, reject) => {
-      const pending = { stream, fence: options.fence, rows, tentative, resolve, reject }
-      this.queue.push(pending)
+      const shown = tentative !== undefined && tentative.every((ids) => ids.length > 0)
+      this.queue.push({ stream, fence: options.fence, rows, tentative, resolve, reject, shown })
       this.queuedEvents += rows.length
-      if (!shownWhole(pending)) {
+      if (!shown) {
         this.unshown++
         this.endGather?.()
       }
@@ -294,7 +293,7 @@ export class PgEventLog implements EventLogService, ChannelOwner {
         while (this.queue.length && (size === 0 || size + this.queue[0]!.rows.length <= MAX_BATCH_EVENTS)) {
           const next = this.queue.shift()!
           size += next.rows.length
-          if (!shownWhole(next)) this.unshown--
+          if (!next.shown) this.unshown--
           batch.push(next)
         }
         this.queuedEvents -= size
