@@ -1,7 +1,7 @@
 /**
  * A WebSocket client over a bare TCP socket, for what a stock client cannot do: stop reading, so that the
- * kernel's buffers fill and the server sees a slow reader (the VNC bridge's backpressure). Binary frames only;
- * the server's pings are answered.
+ * kernel's buffers fill and the server sees a slow reader (the VNC bridge's backpressure, a chat socket's 1013).
+ * Text and binary frames are payload alike; the server's pings are answered.
  */
 import { randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
@@ -100,7 +100,7 @@ export async function openRawWebSocket(
       if (raw.length < offset + length) return
       const data = raw.subarray(offset, offset + length)
       raw = raw.subarray(offset + length)
-      if (opcode === 0 || opcode === 2) {
+      if (opcode <= 2) {
         payload.push(Buffer.from(data))
         payloadBytes += length
       } else if (opcode === 8) closeCode = length >= 2 ? data.readUInt16BE(0) : 1005

@@ -124,6 +124,13 @@ const endTurn = () => {
 class DenoPeer implements SocketPeer {
   readonly ownsHeartbeat = true
   bytesThisTurn = 0
+  private largestThisTurn = 0
+  /**
+   * The largest frame sent in an earlier turn since the buffer was last empty. Deno counts a frame as queued until
+   * the last of it is written, so a big one (a 10 MB answer) stays in `bufferedAmount` for a while even when the
+   * peer reads at full speed: only what waits besides it says the peer is not reading, as on Bun (LiveSocket).
+   */
+  private largestEarlier = 0
   private draining: ReturnType<typeof setTimeout> | undefined = undefined
   private isClosed = false
 
@@ -141,6 +148,7 @@ class DenoPeer implements SocketPeer {
     this.socket.send(data)
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
     this.bytesThisTurn += bytes
+    if (bytes > this.largestThisTurn) this.largestThisTurn = bytes
     sentThisTurn.add(this)
     if (!turnScheduled) {
       turnScheduled = true
@@ -154,11 +162,17 @@ class DenoPeer implements SocketPeer {
   /** The turn's sends are measured now: what is still queued is what the peer has not taken (see `backlog`). */
   endTurn(): void {
     this.bytesThisTurn = 0
-    if (this.socket.bufferedAmount > 0 && !this.draining && !this.isClosed) this.waitForDrain()
+    if (this.socket.bufferedAmount === 0) this.largestEarlier = 0
+    else {
+      if (this.largestThisTurn > this.largestEarlier) this.largestEarlier = this.largestThisTurn
+      if (!this.draining && !this.isClosed) this.waitForDrain()
+    }
+    this.largestThisTurn = 0
   }
 
+  /** What the peer has not taken: queued less this turn's sends (not tried yet) and the big frame in flight. */
   getBufferedAmount(): number {
-    return Math.max(0, this.socket.bufferedAmount - this.bytesThisTurn)
+    return Math.max(0, this.socket.bufferedAmount - this.bytesThisTurn - this.largestEarlier)
   }
 
   /** Deno pings idle sockets itself (`idleTimeout`) and closes those that do not answer. */
@@ -194,7 +208,10 @@ class DenoPeer implements SocketPeer {
     this.draining = setTimeout(() => {
       this.draining = undefined
       if (this.isClosed || this.socket.readyState !== 1) return
-      if (this.socket.bufferedAmount === 0) return this.data.drain?.(this)
+      if (this.socket.bufferedAmount === 0) {
+        this.largestEarlier = 0
+        return this.data.drain?.(this)
+      }
       this.data.backlog?.(this)
       this.waitForDrain()
     }, 5)
