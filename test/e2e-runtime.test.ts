@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { rfbHandshake, vncAuthResponse } from '../plugins/vnc/rfb-client.ts'
@@ -88,6 +89,18 @@ async function readUpdate(viewer: RawWebSocket, bytesPerPixel: number, timeoutMs
   return rects
 }
 
+/** True when something accepts a TCP connection on 127.0.0.1:`port`. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
 /** A WebSocket that records every frame it gets. */
 async function openSocket(url: string, headers: Record<string, string> = {}) {
   const frames: Frame[] = []
@@ -143,7 +156,7 @@ describe(`the server as a process on ${RUNTIME}`, () => {
   afterAll(async () => {
     gantry?.proc.kill('SIGTERM')
     if (gantry) await Promise.race([gantry.exit(), Bun.sleep(15_000)])
-    gantry?.proc.kill('SIGKILL')
+    gantry?.kill('SIGKILL')
     await ollama?.stop()
     await database?.drop()
   })
@@ -339,7 +352,7 @@ describe(`the server as a process on ${RUNTIME}`, () => {
       expect(burst.stdout()).toContain('slow websocket closed')
       peer.end()
     } finally {
-      burst.proc.kill('SIGKILL')
+      burst.kill('SIGKILL')
     }
   }, 90_000)
 
@@ -370,8 +383,11 @@ describe(`the server as a process on ${RUNTIME}`, () => {
         log: false,
       })
       peer.end()
+      // kill -9 of what the test started takes the server with it, Deno under its Node wrapper included.
+      burst.kill('SIGKILL')
+      await waitFor(async () => !(await accepts(Number(port))), 10_000, 'the fixture to stop listening')
     } finally {
-      burst.proc.kill('SIGKILL')
+      burst.kill('SIGKILL')
     }
   }, 90_000)
 

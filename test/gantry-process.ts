@@ -15,6 +15,11 @@ export interface GantryProcess {
   url(timeoutMs?: number): Promise<string>
   /** The exit code, once both output streams are drained. */
   exit(): Promise<number>
+  /**
+   * Signals the process and everything it started (its own process group): `npm run start:deno`'s command is a
+   * Node wrapper around Deno, and SIGKILL, which the wrapper cannot pass on, would leave Deno serving.
+   */
+  kill(signal: NodeJS.Signals): void
 }
 
 /**
@@ -37,6 +42,7 @@ export function spawnGantry(
     },
     stdout: 'pipe',
     stderr: 'pipe',
+    detached: true,
   })
   let stdout = ''
   let stderr = ''
@@ -76,6 +82,13 @@ export function spawnGantry(
       const code = await proc.exited
       await drained
       return code
+    },
+    kill(signal) {
+      try {
+        process.kill(-proc.pid, signal)
+      } catch {
+        proc.kill(signal) // the group is gone already, or was never made
+      }
     },
   }
 }
