@@ -89,6 +89,18 @@ async function readUpdate(viewer: RawWebSocket, bytesPerPixel: number, timeoutMs
   return rects
 }
 
+/** test/fixtures/socket-burst.ts on this runtime, once it listens; the caller kills it. */
+async function startBurst(env: Record<string, string>): Promise<{ burst: GantryProcess; port: number }> {
+  const burst = spawnGantry(env, serverCommand('test/fixtures/socket-burst.ts'))
+  try {
+    const port = await waitFor(() => /port (\d+)/.exec(burst.stdout())?.[1], 60_000, 'the fixture to listen')
+    return { burst, port: Number(port) }
+  } catch (err) {
+    burst.kill('SIGKILL')
+    throw err
+  }
+}
+
 /** True when something accepts a TCP connection on 127.0.0.1:`port`. */
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -335,13 +347,8 @@ describe(`the server as a process on ${RUNTIME}`, () => {
     // burst: had it read even a little, the kernel would have grown its receive buffer (tcp_rmem goes to 32 MB
     // on some machines) and taken the whole burst, leaving the server nothing queued to notice. 40 MB is more
     // than the kernel's buffers can take either way.
-    const burst = spawnGantry({ BURST_FRAMES: '640' }, serverCommand('test/fixtures/socket-burst.ts'))
+    const { burst, port } = await startBurst({ BURST_FRAMES: '640' })
     try {
-      const port = await waitFor(
-        () => /port (\d+)/.exec(burst.stdout())?.[1],
-        60_000,
-        'the fixture to listen',
-      )
       const peer = await openRawWebSocket(`ws://127.0.0.1:${port}/`, {})
       peer.pause()
       peer.send(new TextEncoder().encode('go'))
@@ -360,16 +367,12 @@ describe(`the server as a process on ${RUNTIME}`, () => {
     // Deno counts a frame as queued until all of it is written, which takes a while for 10 MB even to a peer
     // that reads; only what waits besides it says the peer is not reading (the chat test's answer, every time).
     const big = 10 * 1024 * 1024
-    const burst = spawnGantry(
-      { BURST_FRAMES: '1', BURST_FRAME_BYTES: String(big), BURST_TAIL: '20' },
-      serverCommand('test/fixtures/socket-burst.ts'),
-    )
+    const { burst, port } = await startBurst({
+      BURST_FRAMES: '1',
+      BURST_FRAME_BYTES: String(big),
+      BURST_TAIL: '20',
+    })
     try {
-      const port = await waitFor(
-        () => /port (\d+)/.exec(burst.stdout())?.[1],
-        60_000,
-        'the fixture to listen',
-      )
       const peer = await openRawWebSocket(`ws://127.0.0.1:${port}/`, {})
       peer.send(new TextEncoder().encode('go'))
       const arrived = await peer.available(big + 20 * 1024, 30_000)
@@ -385,7 +388,7 @@ describe(`the server as a process on ${RUNTIME}`, () => {
       peer.end()
       // kill -9 of what the test started takes the server with it, Deno under its Node wrapper included.
       burst.kill('SIGKILL')
-      await waitFor(async () => !(await accepts(Number(port))), 10_000, 'the fixture to stop listening')
+      await waitFor(async () => !(await accepts(port)), 10_000, 'the fixture to stop listening')
     } finally {
       burst.kill('SIGKILL')
     }
